@@ -1,0 +1,255 @@
+"""The CCD transform ``eta = Q eps`` (Eq. 6) built as in Appendix A.
+
+1. Correlation matrix ``C_pq = <eps_p eps_q>`` (Eq. 19) over an isotropic Gaussian of
+   site displacements (standard deviation ``sigma`` Å), by Monte Carlo with a fixed seed,
+   then made exactly G-symmetric: ``C <- (1/|G|) Σ_g Γ(g) C Γ(g)ᵀ`` (Eq. 22).
+2. For each real irrep, the isotypic subspace (range of its character projector).  There
+   ``C`` has ``m`` distinct eigenvalues, each ``d``-fold (``m`` copies of a ``d``-dim irrep).
+   Each eigenspace is one invariant subspace: one block of CCDs labelled by the irrep.
+   Inside a block the basis is canonical: Gram–Schmidt of the block projector applied to
+   the unit pair vectors ``e_1, e_2, ...`` — the same basis the exact SymPy front end gives.
+3. ``Q = Λ^-1/2 Vᵀ`` (Eqs. 20-21): blocks sorted by eigenvalue, largest first, so that
+   ``Q C Qᵀ = I``.  The truncated set keeps the first ``3N - 6`` CCDs (Appendix A).
+
+Where an irrep occurs once, symmetry alone fixes its subspace (``V`` is exact, see
+:mod:`ccdgen.ccd.exact`).  Where it repeats, the mixing of the copies comes from ``C``'s
+eigenvectors, i.e. from ``sigma``, the metric and the sampling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..clusters import Cluster
+from ..errors import ClusterError, InternalError, SpecError
+from .metrics import PairMetric, get_metric
+from .representation import PairRepresentation
+
+#: Monte Carlo samples for the correlation matrix (Eq. 19).
+N_SAMPLES = 20000
+
+
+@dataclass(frozen=True)
+class CCDBlock:
+    """One invariant subspace of CCDs: rows ``start:stop`` of ``Q``."""
+
+    label: str
+    dim: int
+    eigenvalue: float
+    start: int
+    stop: int
+    copy: int  # 1, 2, ... when the irrep repeats
+
+    @property
+    def name(self) -> str:
+        return self.label if self.copy == 0 else f"{self.label}^({self.copy})"
+
+
+@dataclass(frozen=True, eq=False)
+class CCDTransform:
+    """``eta = Q eps`` for one cluster.
+
+    Attributes
+    ----------
+    cluster : Cluster
+    rep : PairRepresentation
+    metric : PairMetric
+    sigma : float, Å — width of the Gaussian used for C
+    r0 : (n_pairs,) float64, Å — reference pair lengths
+    correlation : (n_pairs, n_pairs) — the G-symmetric C
+    basis : (n_pairs, n_pairs) — V, columns orthonormal eigenvectors (block order)
+    eigenvalues : (n_pairs,) — Λ, one per CCD, descending by block
+    blocks : tuple of CCDBlock
+    n_truncated : int — number of CCDs in the truncated set (first blocks)
+    """
+
+    cluster: Cluster
+    rep: PairRepresentation
+    metric: PairMetric
+    sigma: float
+    r0: np.ndarray
+    correlation: np.ndarray
+    basis: np.ndarray
+    eigenvalues: np.ndarray
+    blocks: tuple
+    n_truncated: int
+
+    @property
+    def n_ccd(self) -> int:
+        return len(self.eigenvalues)
+
+    @cached_property
+    def Q(self) -> np.ndarray:
+        """(n_pairs, n_pairs): ``Q = Λ^-1/2 Vᵀ``."""
+        return self.basis.T / np.sqrt(self.eigenvalues)[:, None]
+
+    @cached_property
+    def Q_inv(self) -> np.ndarray:
+        """(n_pairs, n_pairs): ``Q⁻¹ = V Λ^1/2``."""
+        return self.basis * np.sqrt(self.eigenvalues)[None, :]
+
+    @cached_property
+    def ccd_labels(self) -> tuple:
+        """One label per CCD, e.g. ``eta_Eg(2),1`` → as tuple (irrep, copy, component)."""
+        out = []
+        for b in self.blocks:
+            for k in range(b.dim):
+                out.append((b.label, b.copy, k + 1))
+        return tuple(out)
+
+    def ccd_names(self, style: str = "plain") -> list[str]:
+        """Readable CCD names: ``eta[Eg,1]`` (plain), ``η_{E_g,1}`` (latex)."""
+        names = []
+        for label, copy, k in self.ccd_labels:
+            tag = label + (f"({copy})" if copy else "")
+            names.append(f"\\eta_{{{tag},{k}}}" if style == "latex" else f"eta[{tag},{k}]")
+        return names
+
+    def D(self) -> np.ndarray:
+        """(order, n_pairs, n_pairs): ``D(g) = Q Γ(g) Q⁻¹`` (Eq. 11), block diagonal."""
+        return np.einsum("ij,gjk,kl->gil", self.Q, self.rep.matrices(), self.Q_inv)
+
+    @property
+    def truncated_blocks(self) -> tuple:
+        return tuple(b for b in self.blocks if b.stop <= self.n_truncated)
+
+    def signature(self) -> str:
+        h = hashlib.sha256()
+        h.update(self.cluster.signature().encode())
+        h.update(f"{self.metric.name}|{self.sigma:.10g}|{self.n_truncated}".encode())
+        h.update(np.round(self.Q, 10).tobytes())
+        return h.hexdigest()
+
+
+def degrees_of_freedom(cluster: Cluster) -> int:
+    """Internal degrees of freedom: 1 for a pair, 3N - 5 collinear, 3N - 6 otherwise."""
+    n = cluster.n_sites
+    if n == 2:
+        return 1
+    return 3 * n - 5 if cluster.dimension == 1 else 3 * n - 6
+
+
+def correlation_matrix(cluster: Cluster, rep: PairRepresentation, metric: PairMetric,
+                       sigma: float, n_samples: int = N_SAMPLES, seed: int = 0) -> np.ndarray:
+    """G-symmetric ``C_pq = <eps_p eps_q>`` (Eq. 19) under ``u ~ N(0, sigma² I)``."""
+    rng = np.random.default_rng(seed)
+    x = cluster.positions[None] + sigma * rng.standard_normal((n_samples, cluster.n_sites, 3))
+    i, j = rep.pairs[:, 0], rep.pairs[:, 1]
+    r0 = np.linalg.norm(cluster.positions[i] - cluster.positions[j], axis=-1)
+    r = np.linalg.norm(x[:, i] - x[:, j], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eps = metric.value(r / r0)
+    good = np.all(np.isfinite(eps), axis=1)
+    eps = eps[good]
+    c = eps.T @ eps / len(eps)
+    g = rep.matrices()
+    return np.einsum("gij,jk,glk->il", g, c, g) / rep.group.order
+
+
+def _canonical_basis(proj: np.ndarray, dim: int) -> np.ndarray:
+    """Gram–Schmidt of ``proj @ e_p`` for p = 0, 1, ... until ``dim`` vectors (columns)."""
+    vecs = []
+    for p in range(proj.shape[0]):
+        v = proj[:, p].copy()
+        for w in vecs:
+            v -= (w @ v) * w
+        n = np.linalg.norm(v)
+        if n > 1e-8:
+            vecs.append(v / n)
+            if len(vecs) == dim:
+                break
+    if len(vecs) != dim:
+        raise InternalError(f"projector of rank {dim} gave {len(vecs)} vectors")
+    return np.array(vecs).T
+
+
+def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: float = 0.15,
+                    sigma_is_fraction: bool = True, truncate: int | str | None = "auto",
+                    n_samples: int = N_SAMPLES, seed: int = 0) -> CCDTransform:
+    """The CCD transform of a cluster.
+
+    Parameters
+    ----------
+    metric : "linear" | "log" | "exp" | "inverse" or a PairMetric
+    sigma : float — displacement width; a fraction of the shortest reference pair length
+        of the cluster if ``sigma_is_fraction`` (paper: 0.10-0.25), else Å.
+    truncate : "auto" (3N - 6, or 3N - 5 collinear, rounded to whole blocks), an int
+        (must end on a block boundary), or None (keep all).
+    """
+    metric = metric if isinstance(metric, PairMetric) else get_metric(metric)
+    if not np.isfinite(sigma) or sigma <= 0:
+        raise SpecError(f"sigma must be > 0, got {sigma}",
+                        why="sigma is the width of the displacement distribution of Eq. (19)",
+                        fix="use e.g. sigma = 0.15 (15 % of the nearest-neighbour distance)")
+    rep = PairRepresentation.from_group(cluster.group)
+    i, j = rep.pairs[:, 0], rep.pairs[:, 1]
+    r0 = np.linalg.norm(cluster.positions[i] - cluster.positions[j], axis=-1)
+    sigma_a = float(sigma * r0.min() if sigma_is_fraction else sigma)
+    c = correlation_matrix(cluster, rep, metric, sigma_a, n_samples, seed)
+
+    raw = []  # (eigenvalue, label, dim, basis columns)
+    for irrep in rep.irreps:
+        proj = rep.projector(irrep.index)
+        iso = _canonical_basis(proj, irrep.dim * irrep.multiplicity)
+        if irrep.multiplicity == 1:
+            lam = float(np.trace(iso.T @ c @ iso) / irrep.dim)
+            raw.append((lam, irrep.label, irrep.dim, iso, 0))
+            continue
+        w, u = np.linalg.eigh(iso.T @ c @ iso)
+        order = np.argsort(-w)
+        w, u = w[order], u[:, order]
+        for k in range(irrep.multiplicity):
+            sl = slice(k * irrep.dim, (k + 1) * irrep.dim)
+            spread = np.ptp(w[sl]) / max(abs(w[sl]).max(), 1e-300)
+            if spread > 1e-6:
+                raise InternalError(f"eigenvalues of copy {k} of {irrep.label} are not degenerate: {w[sl]}")
+            if k + 1 < irrep.multiplicity and abs(w[sl][-1] - w[(k + 1) * irrep.dim]) < 1e-9 * abs(w[0]):
+                warnings.warn(f"{cluster.name}: two copies of {irrep.label} have the same correlation "
+                              "eigenvalue; their split is arbitrary", stacklevel=2)
+            sub = iso @ u[:, sl]
+            raw.append((float(w[sl].mean()), irrep.label, irrep.dim, _canonical_basis(sub @ sub.T, irrep.dim),
+                        k + 1))
+    raw.sort(key=lambda t: (-t[0], t[1], t[4]))
+    blocks, cols, evals, start = [], [], [], 0
+    for lam, label, dim, vecs, copy in raw:
+        if lam <= 1e-14:
+            raise ClusterError(f"{cluster.name}: the correlation matrix is singular in {label}",
+                               fix="increase sigma")
+        blocks.append(CCDBlock(label, dim, lam, start, start + dim, copy))
+        cols.append(vecs)
+        evals += [lam] * dim
+        start += dim
+    basis = np.concatenate(cols, axis=1)
+    n_trunc = _truncation(cluster, blocks, truncate)
+    return CCDTransform(cluster, rep, metric, sigma_a, r0, c, basis, np.array(evals), tuple(blocks), n_trunc)
+
+
+def _truncation(cluster: Cluster, blocks, truncate) -> int:
+    m = blocks[-1].stop
+    boundaries = [b.stop for b in blocks]
+    if truncate is None or truncate is False:
+        return m
+    if truncate == "auto":
+        k = min(degrees_of_freedom(cluster), m)
+        if k in boundaries:
+            return k
+        k2 = next(b for b in boundaries if b >= k)
+        warnings.warn(
+            f"{cluster.name}: {k} = 3N-6 CCDs would split a degenerate block; keeping {k2} "
+            "so the truncated set stays closed under the point group", stacklevel=3)
+        return k2
+    if isinstance(truncate, (int, np.integer)) and not isinstance(truncate, bool):
+        if truncate not in boundaries:
+            raise SpecError(
+                f"truncate = {truncate} splits an irrep block of cluster {cluster.name!r}",
+                why="a truncated set must be a union of whole invariant subspaces, or it is "
+                "not closed under the point group and no invariant basis exists",
+                fix=f"use one of the block boundaries {boundaries}, 'auto', or false",
+            )
+        return int(truncate)
+    raise SpecError(f"truncate must be 'auto', an integer or false, got {truncate!r}")

@@ -1,0 +1,108 @@
+"""The driver: reads like the stage list.
+
+    source (spec file | XYZ)  --load-->  clusters (+ point groups)   [stage 1: symmetry]
+    cluster                   --ccd-->   CCDTransform                [stage 2: CCD transform]
+
+Later stages (invariants, code generation, features, models) build on these outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .clusters import (Cluster, embedded_cluster, free_cluster, select_pairs, select_polyhedron,
+                       select_triplets)
+from .errors import SpecError
+from .spec import ClusterSpec, Options, Spec, load_spec
+from .symmetry.spacegroup import SpaceGroup, locate_site, space_group
+
+STAGES = ("load", "symmetry", "ccd", "invariants", "codegen")
+
+FREE_FORMATS = (".xyz",)
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """What a user asked for: clusters with their point groups, and the options."""
+
+    clusters: tuple
+    options: Options
+    source: str
+    spec: Spec | None = None
+    spacegroup: SpaceGroup | None = None
+
+
+def load(source, options: Options | None = None, **overrides) -> Problem:
+    """Stage 1: a spec file (.toml/.yaml) or a free cluster (.xyz) → :class:`Problem`.
+
+    ``overrides`` replace spec options (e.g. ``metric="log"``) — they are validated too.
+    """
+    path = Path(source)
+    if path.suffix.lower() in FREE_FORMATS:
+        from .geometry.structure import read_cluster_xyz
+
+        opts = _with_overrides(options or Options(), overrides)
+        x, species = read_cluster_xyz(path)
+        name = _safe_name(path.stem)
+        return Problem((free_cluster(x, species, name, opts.symprec),), opts, str(path))
+    spec = load_spec(path)
+    opts = _with_overrides(options or spec.options, overrides)
+    sg = space_group(spec.crystal, opts.symprec)
+    clusters = []
+    for cs in spec.clusters:
+        clusters.extend(build_clusters(spec, sg, cs))
+    names = [c.name for c in clusters]
+    if len(set(names)) != len(names):
+        raise SpecError(f"cluster names collide after expansion: {names}",
+                        fix="rename the [[clusters]] entries")
+    return Problem(tuple(clusters), opts, str(path), spec, sg)
+
+
+def _with_overrides(opts: Options, overrides: dict) -> Options:
+    from .spec import parse_options
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return opts
+    merged = {**opts.__dict__, **overrides}
+    return parse_options(merged, "options (command line)")
+
+
+def _safe_name(stem: str) -> str:
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
+    return name if name[:1].isalpha() else f"c_{name}"
+
+
+def build_clusters(spec: Spec, sg: SpaceGroup, cs: ClusterSpec) -> list[Cluster]:
+    """One ``[[clusters]]`` entry → its cluster(s) (one per orbit)."""
+    crystal = spec.crystal
+    if cs.kind == "pairs":
+        return select_pairs(crystal, sg, cs.max_length, cs.count, cs.name)
+    if cs.kind == "triplets":
+        return select_triplets(crystal, sg, cs.max_length, cs.count, cs.name)
+    if cs.kind == "polyhedron":
+        return select_polyhedron(crystal, sg, cs.center, cs.neighbors, cs.count, cs.include_center, cs.name)
+    sites = []
+    for s in cs.sites:
+        if len(s) == 4 and all(isinstance(v, int) for v in s):
+            sites.append(np.array(s, dtype=np.int64))
+        else:
+            sites.append(locate_site(crystal, s[:3], tol=10 * spec.options.symprec))
+    return [embedded_cluster(crystal, sg, np.array(sites), cs.name, "sites")]
+
+
+def transforms(problem: Problem) -> list:
+    """Stage 2: the CCD transform of every cluster (Appendix A)."""
+    from .ccd.transform import build_transform
+
+    o = problem.options
+    if problem.spec is None:  # free cluster: sigma relative to its shortest pair
+        return [build_transform(c, o.metric, o.sigma, truncate=o.truncate) for c in problem.clusters]
+    sigma = o.sigma * problem.spec.crystal.nearest_neighbour_distance()
+    return [build_transform(c, o.metric, sigma, sigma_is_fraction=False, truncate=o.truncate)
+            for c in problem.clusters]

@@ -1,0 +1,90 @@
+"""What ``ccdgen inspect`` shows: JSON-ready dicts and a human-readable table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ccd.transform import CCDTransform, degrees_of_freedom
+
+
+def cluster_report(t: CCDTransform) -> dict:
+    """One cluster as a JSON-ready dict (see the README for the schema)."""
+    c = t.cluster
+    g = c.group
+    pairs = [
+        {"sites": [int(i), int(j)], "labels": [c.site_labels[i], c.site_labels[j]], "r0": round(float(r), 6)}
+        for (i, j), r in zip(t.rep.pairs, t.r0)
+    ]
+    out = {
+        "name": c.name,
+        "kind": c.kind,
+        "species": list(c.species),
+        "sites": [
+            {"label": lab, "position": np.round(p, 6).tolist(),
+             **({"site": s} if c.sites is not None else {})}
+            for lab, p, s in zip(c.site_labels, c.positions,
+                                 c.sites.tolist() if c.sites is not None else [None] * c.n_sites)
+        ],
+        "dimension": c.dimension,
+        "degrees_of_freedom": degrees_of_freedom(c),
+        "point_group": {"order": g.order, "label": g.schoenflies, "hermann_mauguin": g.hermann_mauguin,
+                        "embedded": c.sites is not None},
+        "orbit_size_per_cell": len(c.orbit) if c.orbit is not None else None,
+        "pairs": pairs,
+        "irreps": [{"label": i.label, "dim": i.dim, "multiplicity": i.multiplicity} for i in t.rep.irreps],
+        "ccd": {
+            "count": t.n_ccd,
+            "truncated": t.n_truncated,
+            "metric": t.metric.name,
+            "sigma_angstrom": round(t.sigma, 6),
+            "eigenvalues": [float(f"{v:.6g}") for v in t.eigenvalues],
+            "blocks": [{"label": b.label, "dim": b.dim, "eigenvalue": float(f"{b.eigenvalue:.6g}"),
+                        "ccds": list(range(b.start, b.stop)), "in_truncated_set": b.stop <= t.n_truncated}
+                       for b in t.blocks],
+            "names": t.ccd_names(),
+        },
+    }
+    if (c.dimension == 2 and c.n_sites > 3) or (c.dimension == 1 and c.n_sites > 2):
+        out["note"] = planar_note(t)
+    return out
+
+
+def planar_note(t: CCDTransform) -> str:
+    c = t.cluster
+    n = c.n_sites
+    if c.dimension == 2:
+        return (f"planar cluster: of its {3 * n - 6} degrees of freedom only {2 * n - 3} are in-plane; "
+                f"out-of-plane displacements change pair lengths only to second order, so the "
+                f"correlation spectrum has no clean 3N-6 gap")
+    return (f"collinear cluster: its point group is infinite (C∞v/D∞h); ccdgen uses its finite image "
+            f"on the sites; only {n - 1} degrees of freedom change lengths to first order")
+
+
+def text_table(problem, reports: list[dict]) -> str:
+    """Human-readable summary of :func:`cluster_report` outputs."""
+    lines = [f"source: {problem.source}"]
+    if problem.spacegroup is not None:
+        sg = problem.spacegroup
+        lines.append(f"space group: {sg.international} (No. {sg.number}), {len(sg.rotations)} operations")
+    o = problem.options
+    lines.append(f"metric: {o.metric}   sigma: {o.sigma}   truncate: {o.truncate}")
+    lines.append("")
+    head = f"{'cluster':<10} {'species':<14} {'group':<6} {'|G|':>4} {'pairs':>5} {'CCDs':>5} {'trunc':>5}  irreps"
+    lines += [head, "-" * len(head)]
+    for r in reports:
+        sp_ = "".join(f"{s}{r['species'].count(s) if r['species'].count(s) > 1 else ''}"
+                      for s in dict.fromkeys(r["species"]))
+        irr = " + ".join(f"{'' if i['multiplicity'] == 1 else i['multiplicity']}{i['label']}" for i in r["irreps"])
+        pg = r["point_group"]
+        lines.append(f"{r['name']:<10} {sp_:<14} {pg['label']:<6} {pg['order']:>4} {len(r['pairs']):>5} "
+                     f"{r['ccd']['count']:>5} {r['ccd']['truncated']:>5}  {irr}")
+    for r in reports:
+        if len(r["ccd"]["blocks"]) > 1:
+            lines.append("")
+            lines.append(f"{r['name']}: CCD blocks by correlation eigenvalue (Appendix A)")
+            for b in r["ccd"]["blocks"]:
+                mark = "" if b["in_truncated_set"] else "   (dropped by truncation)"
+                lines.append(f"  {b['label']:<6} dim {b['dim']}  λ = {b['eigenvalue']:.4g}{mark}")
+        if "note" in r:
+            lines.append(f"  note: {r['note']}")
+    return "\n".join(lines)

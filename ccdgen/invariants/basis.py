@@ -1,0 +1,302 @@
+"""Invariant polynomials of the CCDs, complete per degree (Eq. 2, Reynolds operator).
+
+The route (no SymPy in the numeric core):
+
+* In pair-metric variables ``eps`` the point group acts by *permutation* (Eqs. 9-10), so
+  the Reynolds average of a monomial is an orbit average,
+  ``R[eps^a] = (1/|orbit|) Σ_{b in orbit(a)} eps^b`` — exact rational coefficients.
+  Distinct orbits give linearly independent invariants and every invariant of degree
+  ``d`` is a combination of them, so the orbit averages are a complete basis.  Orbits are
+  found as connected components of the monomials under the group's generators.
+* ``eta = Q eps`` is an invertible linear change of variables, so these are *also* a
+  complete basis of the invariants of the full CCD vector under ``D(g) = Q Γ(g) Q⁻¹``:
+  the same functions, written in other variables (``eps = Q⁻¹ eta``).
+* Truncated CCDs (Appendix A): a polynomial in the kept CCDs ``eta_T`` is invariant under
+  ``D_T`` iff it is an invariant of the full set evaluated at ``eta_rest = 0``, i.e. at the
+  projected pair metrics ``eps~ = Q⁻¹ Π_T Q eps``.  ccdgen evaluates the orbit averages at
+  ``eps~`` and keeps, degree by degree and in basis order, those that are linearly
+  independent (numerical rank on random points); the count is checked against the
+  Molien series of ``D_T``.
+
+Normalisation and order: each basis function is a Reynolds average (coefficients
+``1/|orbit|``, so ``phi(eps = 1) = 1``); functions are ordered by degree, then by their
+orbit representative (the lexicographically smallest monomial, pairs in lexicographic
+site order).  This order is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..errors import InternalError, SpecError
+from .molien import molien_matrices, molien_permutation
+
+#: Refuse bases with more functions than this (cumulative over degrees)...
+MAX_FUNCTIONS = 50_000
+#: ...or that need more monomials than this to enumerate.
+MAX_MONOMIALS = 5_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class InvariantBasis:
+    """A complete basis of invariant polynomials up to ``max_degree`` (degree ≥ 1).
+
+    Feature ``f`` is ``(1/len) Σ_k Π_j eps~[monomials[k, j]]`` over rows
+    ``k in offsets[f]:offsets[f+1]`` (padding entries are -1), with ``eps~ = eps`` for the
+    full CCD set or ``eps~ = projection @ eps`` for a truncated one.
+
+    Attributes
+    ----------
+    n_vars : int — number of pair variables M
+    max_degree : int
+    degrees : (F,) int
+    monomials : (K, max_degree) int64 — variable indices, sorted, -1 padded
+    offsets : (F + 1,) int64
+    projection : (M, M) float64 or None
+    per_degree : dict {degree: count};  molien : dict {degree: Molien coefficient}
+    truncated : int or None — number of CCDs kept, None for the full set
+    """
+
+    n_vars: int
+    max_degree: int
+    degrees: np.ndarray
+    monomials: np.ndarray
+    offsets: np.ndarray
+    projection: np.ndarray | None
+    per_degree: dict
+    molien: dict
+    truncated: int | None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.degrees)
+
+    @property
+    def orbit_sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def representative(self, f: int) -> tuple:
+        """The orbit representative of feature ``f`` as a tuple of variable indices."""
+        row = self.monomials[self.offsets[f]]
+        return tuple(int(v) for v in row if v >= 0)
+
+    def signature(self) -> str:
+        h = hashlib.sha256()
+        for a in (self.degrees, self.monomials, self.offsets):
+            h.update(np.ascontiguousarray(a).tobytes())
+        if self.projection is not None:
+            h.update(np.round(self.projection, 12).tobytes())
+        return h.hexdigest()
+
+    @cached_property
+    def _weights(self) -> csr_matrix:
+        k = len(self.monomials)
+        cols = np.repeat(np.arange(self.n_features), self.orbit_sizes)
+        vals = 1.0 / np.repeat(self.orbit_sizes, self.orbit_sizes)
+        return coo_matrix((vals, (np.arange(k), cols)), shape=(k, self.n_features)).tocsr()
+
+    def evaluate(self, eps: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Plain NumPy reference evaluation.
+
+        Parameters
+        ----------
+        eps : (n, M) float64 — pair metrics (not projected)
+
+        Returns
+        -------
+        (n, F) float64
+        """
+        eps = np.asarray(eps, dtype=float)
+        if self.projection is not None:
+            eps = eps @ self.projection.T
+        ext = np.concatenate([eps, np.ones((len(eps), 1))], axis=1)  # index -1 → 1
+        out = np.zeros((len(eps), self.n_features))
+        for s in range(0, len(self.monomials), chunk):
+            mons = self.monomials[s:s + chunk]
+            prods = np.prod(ext[:, mons], axis=2)  # (n, chunk)
+            out += (self._weights[s:s + chunk].T @ prods.T).T
+        return out
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, degrees=self.degrees, monomials=self.monomials, offsets=self.offsets,
+                 projection=self.projection if self.projection is not None else np.zeros((0, 0)))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, meta: dict) -> "InvariantBasis":
+        z = np.load(io.BytesIO(data))
+        proj = z["projection"]
+        return cls(int(meta["n_vars"]), int(meta["max_degree"]), z["degrees"], z["monomials"], z["offsets"],
+                   proj if proj.size else None, {int(k): v for k, v in meta["per_degree"].items()},
+                   {int(k): v for k, v in meta["molien"].items()}, meta["truncated"])
+
+
+def permutation_generators(perms: np.ndarray) -> list[np.ndarray]:
+    """A small generating set of the permutation group given by ``perms`` (rows)."""
+    uniq = np.unique(np.asarray(perms), axis=0)
+    n = uniq.shape[1]
+    ident = tuple(range(n))
+    generated = {ident}
+    gens = []
+    for p in uniq:
+        if tuple(p) in generated:
+            continue
+        gens.append(p)
+        frontier = list(generated)
+        while frontier:  # closure under right multiplication by all generators
+            new = []
+            for h in frontier:
+                for g in gens:
+                    c = tuple(np.asarray(h)[g])
+                    if c not in generated:
+                        generated.add(c)
+                        new.append(c)
+            frontier = new
+    if len(generated) != len(uniq):
+        raise InternalError("pair permutations do not form a group")
+    return gens
+
+
+def _encode(mons: np.ndarray, base: int) -> np.ndarray:
+    key = np.zeros(len(mons), dtype=np.int64)
+    for j in range(mons.shape[1]):
+        key = key * base + mons[:, j]
+    return key
+
+
+def monomial_orbits(generators: list[np.ndarray], n_vars: int, degree: int):
+    """Orbits of the degree-``degree`` monomials in ``n_vars`` variables.
+
+    Returns
+    -------
+    mons : (K, degree) int64 — all monomials as sorted index tuples, lexicographic
+    labels : (K,) int — orbit index of each monomial; orbit 0 contains monomial 0, and
+        orbits are numbered by their smallest member
+    n_orbits : int
+    """
+    mons = np.array(list(itertools.combinations_with_replacement(range(n_vars), degree)), dtype=np.int64)
+    mons = mons.reshape(-1, degree)
+    k = len(mons)
+    keys = _encode(mons, n_vars)
+    rows, cols = [], []
+    for g in generators:
+        img = np.sort(g[mons], axis=1)
+        idx = np.searchsorted(keys, _encode(img, n_vars))
+        rows.append(np.arange(k))
+        cols.append(idx)
+    if not rows:
+        return mons, np.arange(k), k
+    graph = coo_matrix((np.ones(k * len(rows), dtype=np.int8), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(k, k)).tocsr()
+    n, labels = connected_components(graph, directed=True, connection="weak")
+    return mons, labels, n
+
+
+def estimate(pair_perm: np.ndarray, max_degree: int) -> tuple[list[int], int]:
+    """Molien counts m_0..m_max and the number of monomials needed (before deriving)."""
+    m = pair_perm.shape[1]
+    counts = molien_permutation(pair_perm, max_degree)
+    n_mons = sum(math.comb(m + d - 1, d) for d in range(1, max_degree + 1))
+    return counts, n_mons
+
+
+def check_degree(max_degree, pair_perm: np.ndarray, name: str = "cluster") -> None:
+    """Validate the requested degree; refuse sizes past the documented limits."""
+    if isinstance(max_degree, bool) or not isinstance(max_degree, (int, np.integer)):
+        raise SpecError(f"max_order must be an integer, got {max_degree!r}")
+    if max_degree < 0:
+        raise SpecError(f"max_order must be ≥ 0, got {max_degree}",
+                        fix="use 2 or 4 as in the paper (6 for very detailed models)")
+    if max_degree > 40:
+        raise SpecError(f"max_order = {max_degree} is absurdly large", fix="use 2, 4 or 6")
+    counts, n_mons = estimate(pair_perm, max_degree)
+    total = sum(counts[1:])
+    if total > MAX_FUNCTIONS or n_mons > MAX_MONOMIALS:
+        raise SpecError(
+            f"{name}: invariants up to degree {max_degree} would be {total:,} functions built "
+            f"from {n_mons:,} monomials of {pair_perm.shape[1]} pair variables",
+            why=f"ccdgen refuses more than {MAX_FUNCTIONS:,} functions or {MAX_MONOMIALS:,} monomials "
+            "(memory and run time grow combinatorially)",
+            fix="lower max_order, or use the truncated CCD set / fewer sites",
+        )
+
+
+def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncated: bool = False,
+                 seed: int = 0) -> InvariantBasis:
+    """Derive the complete invariant basis (see the module docstring).
+
+    Parameters
+    ----------
+    pair_perm : (order, M) int — Γ as index arrays
+    max_degree : int ≥ 0
+    transform : CCDTransform, needed when ``truncated``
+    truncated : use the truncated CCD set of ``transform``
+    """
+    check_degree(max_degree, pair_perm)
+    m = pair_perm.shape[1]
+    gens = permutation_generators(pair_perm)
+    projection = None
+    k_trunc = None
+    if truncated:
+        if transform is None:
+            raise InternalError("a truncated basis needs the CCD transform")
+        k_trunc = transform.n_truncated
+        if k_trunc < m:
+            projection = transform.Q_inv[:, :k_trunc] @ transform.Q[:k_trunc, :]
+        d_t = transform.D()[:, :k_trunc, :k_trunc]
+        molien = molien_matrices(d_t, max_degree)
+    else:
+        molien = molien_permutation(pair_perm, max_degree)
+    rng = np.random.default_rng(seed)
+    all_mons, degrees, offsets, per_degree = [], [], [0], {}
+    for d in range(1, max_degree + 1):
+        mons, labels, n_orb = monomial_orbits(gens, m, d)
+        order = np.argsort(labels, kind="stable")
+        mons = mons[order]
+        sizes = np.bincount(labels, minlength=n_orb)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        keep = np.arange(n_orb)
+        if projection is not None:
+            keep = _independent_after_projection(mons, starts, projection, molien[d], rng, d)
+        pad = np.full((len(mons), max_degree), -1, dtype=np.int64)
+        pad[:, :d] = mons
+        for o in keep:
+            all_mons.append(pad[starts[o]:starts[o + 1]])
+            offsets.append(offsets[-1] + int(sizes[o]))
+            degrees.append(d)
+        per_degree[d] = len(keep)
+    monomials = np.concatenate(all_mons) if all_mons else np.zeros((0, max_degree), dtype=np.int64)
+    return InvariantBasis(m, max_degree, np.array(degrees, dtype=np.int64), monomials,
+                          np.array(offsets, dtype=np.int64), projection, per_degree,
+                          {d: molien[d] for d in range(1, max_degree + 1)}, k_trunc)
+
+
+def _independent_after_projection(mons, starts, projection, expected, rng, degree) -> np.ndarray:
+    """Indices of orbit averages that stay linearly independent on the projected subspace
+    (first-come in basis order), by QR of their values on random points."""
+    n_orb = len(starts) - 1
+    n_pts = n_orb + 32
+    eps = rng.standard_normal((n_pts, projection.shape[0])) @ projection.T
+    eps /= np.linalg.norm(eps, axis=1, keepdims=True)  # homogeneous: row scaling keeps the rank
+    prods = np.empty((n_pts, len(mons)))
+    for s in range(0, len(mons), 2048):
+        prods[:, s:s + 2048] = np.prod(eps[:, mons[s:s + 2048]], axis=2)
+    vals = np.add.reduceat(prods, starts[:-1], axis=1) / np.diff(starts)
+    vals /= np.maximum(np.linalg.norm(vals, axis=0), 1e-300)
+    r = np.linalg.qr(vals, mode="r")
+    diag = np.abs(np.diag(r))
+    keep = np.flatnonzero(diag > 1e-8 * diag.max())
+    if len(keep) != expected:
+        raise InternalError(f"degree {degree}: {len(keep)} independent truncated invariants, "
+                            f"Molien says {expected}")
+    return keep

@@ -53,7 +53,7 @@ def load(source, options: Options | None = None, **overrides) -> Problem:
     sg = space_group(spec.crystal, opts.symprec)
     clusters = []
     for cs in spec.clusters:
-        clusters.extend(build_clusters(spec, sg, cs))
+        clusters.extend(build_clusters(spec, sg, cs, opts.symprec))
     names = [c.name for c in clusters]
     if len(set(names)) != len(names):
         raise SpecError(f"cluster names collide after expansion: {names}",
@@ -78,7 +78,7 @@ def _safe_name(stem: str) -> str:
     return name if name[:1].isalpha() else f"c_{name}"
 
 
-def build_clusters(spec: Spec, sg: SpaceGroup, cs: ClusterSpec) -> list[Cluster]:
+def build_clusters(spec: Spec, sg: SpaceGroup, cs: ClusterSpec, symprec: float) -> list[Cluster]:
     """One ``[[clusters]]`` entry → its cluster(s) (one per orbit)."""
     crystal = spec.crystal
     if cs.kind == "pairs":
@@ -92,7 +92,7 @@ def build_clusters(spec: Spec, sg: SpaceGroup, cs: ClusterSpec) -> list[Cluster]
         if len(s) == 4 and all(isinstance(v, int) for v in s):
             sites.append(np.array(s, dtype=np.int64))
         else:
-            sites.append(locate_site(crystal, s[:3], tol=10 * spec.options.symprec))
+            sites.append(locate_site(crystal, s[:3], tol=10 * symprec))
     return [embedded_cluster(crystal, sg, np.array(sites), cs.name, "sites")]
 
 

@@ -104,7 +104,7 @@ def parse_options(d: dict, where: str = "options") -> Options:
     allowed = {f.name for f in fields(Options)}
     _check_keys(d, allowed, where)
     o = Options(**d)
-    if o.metric not in METRICS:
+    if not isinstance(o.metric, str) or o.metric not in METRICS:
         raise SpecError(f"{where}.metric: unknown pair metric {o.metric!r}",
                         fix=f"use one of {', '.join(METRICS)}")
     _typed(o.sigma, (int, float), f"{where}.sigma", "a number")
@@ -152,7 +152,14 @@ def parse_cluster(d: dict, k: int) -> ClusterSpec:
             raise SpecError(f"{where}.max_length must be > 0 Å, got {d['max_length']}")
     if d.get("sites") is not None:
         sites = d["sites"]
-        if not isinstance(sites, list) or not all(isinstance(s, list) and len(s) in (3, 4) for s in sites):
+        def _site_ok(s):
+            if not isinstance(s, list) or len(s) not in (3, 4):
+                return False
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in s):
+                return False
+            return len(s) == 3 or all(isinstance(v, int) for v in s)
+
+        if not isinstance(sites, list) or not all(_site_ok(s) for s in sites):
             raise SpecError(f"{where}.sites must be a list of [x, y, z] fractional positions or "
                             "[basis_index, n1, n2, n3] integer sites")
         d["sites"] = tuple(tuple(s) for s in sites)
@@ -210,6 +217,9 @@ def parse_spec(data: dict, path: Optional[Path] = None) -> Spec:
         raise SpecError("spec: missing table [crystal]")
     if not data.get("clusters"):
         raise SpecError("spec: no [[clusters]] given", fix="add at least one [[clusters]] entry")
+    if not isinstance(data["clusters"], list):
+        raise SpecError("spec: 'clusters' must be a list of tables ([[clusters]] entries), "
+                        f"got {type(data['clusters']).__name__}")
     base = path.parent if path else Path(".")
     crystal = parse_crystal(data["crystal"], base)
     options = parse_options(data.get("options", {}))

@@ -112,7 +112,7 @@ class CCDTransform:
 
     def D(self) -> np.ndarray:
         """(order, n_pairs, n_pairs): ``D(g) = Q Γ(g) Q⁻¹`` (Eq. 11), block diagonal."""
-        return np.einsum("ij,gjk,kl->gil", self.Q, self.rep.matrices(), self.Q_inv)
+        return np.einsum("ij,gjk,kl->gil", self.Q, self.rep.matrices(), self.Q_inv, optimize=True)
 
     @property
     def truncated_blocks(self) -> tuple:
@@ -148,7 +148,7 @@ def correlation_matrix(cluster: Cluster, rep: PairRepresentation, metric: PairMe
     eps = eps[good]
     c = eps.T @ eps / len(eps)
     g = rep.matrices()
-    return np.einsum("gij,jk,glk->il", g, c, g) / rep.group.order
+    return np.einsum("gij,jk,glk->il", g, c, g, optimize=True) / rep.group.order
 
 
 def _canonical_basis(proj: np.ndarray, dim: int) -> np.ndarray:

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in SUBCOMMANDS.items():
         mod = importlib.import_module(f"ccdgen.cli.{name}_cmd")
         sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
+        sp.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
         mod.add_arguments(sp)
         sp.set_defaults(_module=mod)
     return p

@@ -61,13 +61,17 @@ def space_group(crystal, symprec: float = 1e-3) -> SpaceGroup:
 
     numbers = {s: i for i, s in enumerate(dict.fromkeys(crystal.species))}
     cell = (crystal.cell, crystal.frac, [numbers[s] for s in crystal.species])
-    ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    if hasattr(spglib, "OLD_ERROR_HANDLING"):
+        spglib.OLD_ERROR_HANDLING = False  # raise instead of returning None (spglib >= 2.5)
+    try:
+        ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception as exc:  # spglib.SpglibError
+        ds, why = None, str(exc)
+    else:
+        why = "spglib returned no dataset"
     if ds is None:
-        raise StructureError(
-            "spglib could not determine the space group",
-            why=str(spglib.get_error_message()),
-            fix="check the structure or change 'symprec'",
-        )
+        raise StructureError("spglib could not determine the space group", why=why,
+                             fix="check the structure or change 'symprec'")
     rots = np.asarray(ds.rotations, dtype=np.int64)
     trans = np.asarray(ds.translations, dtype=float)
     n_ops, nb = len(rots), crystal.n_basis
@@ -159,4 +163,4 @@ def locate_site(crystal, frac, tol: float = 1e-3) -> np.ndarray:
             fix="give the exact fractional coordinates of a site (any lattice translate of "
             "a basis site), or [basis_index, n1, n2, n3]",
         )
-    return np.array([b, *n.astype(np.int64)], dtype=np.int64)
+    return np.array([b, *n[b].astype(np.int64)], dtype=np.int64)

@@ -1,0 +1,270 @@
+"""Stage 4: compile clusters into Numba kernels, cached in ``generated/``.
+
+    CCDTransform + InvariantBasis --lower--> KernelIR --render--> kernel.py (cache entry)
+                                                        --import + JIT--> CompiledCluster
+
+The cache key is everything that changes the code and nothing else: the IR signature,
+the template's hash, the ccdgen/numba/numpy versions and Python ABI, and the code
+options (``tile``, ``parallel``).  Numba's own on-disk cache (``cache=True``) sits next to
+``kernel.py``, so a second process pays neither code generation nor JIT compilation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import environment_fingerprint, get_or_build
+from ..ccd.evaluate import check_coordinates
+from ..errors import InputArrayError
+from .ir import KernelIR, lower
+from .render import KERNEL_TEMPLATE, render_kernel, template_hash
+
+CACHE_KIND = "kernels"
+DEFAULT_TILE = 64
+
+
+@dataclass(frozen=True)
+class CodeOptions:
+    """Options that change the generated code (and hence the cache key)."""
+
+    tile: int = DEFAULT_TILE  #: clusters per tile (the inner SIMD loop length)
+
+    def __post_init__(self):
+        if not isinstance(self.tile, int) or not 1 <= self.tile <= 4096:
+            from ..errors import SpecError
+
+            raise SpecError(f"tile must be an integer in 1..4096, got {self.tile!r}")
+
+
+#: Batches smaller than this run on the calling thread.
+MIN_BATCH_PER_THREAD = 256
+_POOL = None
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the kernels (they release the GIL); default: all cores."""
+    global _THREADS, _POOL
+    _THREADS = max(1, int(n))
+    _POOL = None
+
+
+_THREADS = max(1, len(__import__("os").sched_getaffinity(0)))
+
+
+def _run(kernel, n: int, *args) -> None:
+    """Call ``kernel(start, stop, *args)`` over [0, n), split across threads if large."""
+    global _POOL
+    parts = min(_THREADS, n // MIN_BATCH_PER_THREAD)
+    if parts <= 1:
+        kernel(0, n, *args)
+        return
+    if _POOL is None or _POOL._max_workers != _THREADS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="ccdgen")
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    futures = [_POOL.submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
+    for f in futures:
+        f.result()
+
+
+@dataclass(eq=False)
+class CompiledCluster:
+    """Fast, exactly symmetric feature kernels for one cluster.
+
+    Every method takes Cartesian coordinates ``coords`` of shape ``(n, n_sites, 3)``
+    (float64, Å; a single ``(n_sites, 3)`` is accepted), site order as in the cluster.
+    """
+
+    ir: KernelIR
+    module: object
+    path: Path
+    key: str
+    cache_hit: bool
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    @property
+    def feature_names(self) -> tuple:
+        return self.ir.feature_names
+
+    @property
+    def n_features(self) -> int:
+        return self.ir.n_features
+
+    @property
+    def n_sites(self) -> int:
+        return self.ir.n_sites
+
+    @property
+    def source(self) -> str:
+        return self.path.read_text()
+
+    def _tables(self, depth: bool = False):
+        m = self.module
+        head = (m.PAIRS, m.R0, m.PROJ) + ((m.DEPTH,) if depth else ())
+        return head + (m.PID, m.SID, m.VAR, m.FEATURE, m.SCALE)
+
+    def _check_output(self, x, *arrays):
+        if all(np.all(np.isfinite(a)) for a in arrays):
+            return
+        i, j = self.ir.pairs[:, 0], self.ir.pairs[:, 1]
+        r = np.linalg.norm(x[:, j] - x[:, i], axis=-1)
+        n, p = np.unravel_index(np.argmin(r), r.shape)
+        raise InputArrayError(
+            f"cluster {self.name!r}, input {n}: sites {i[p]} and {j[p]} are {r[n, p]:.3g} Å apart; "
+            f"the {self.ir.metric!r} metric or its gradient is not finite there",
+            why="collapsed sites have no pair direction (and log/inverse metrics diverge at r = 0)",
+            fix="check the coordinates (site order, units in Å, periodic images)",
+        )
+
+    def features(self, coords) -> np.ndarray:
+        """Invariant features → (n, n_features) float64."""
+        x = check_coordinates(coords, self.n_sites)
+        out = np.empty((len(x), self.n_features))
+        _run(self.module.features_kernel, len(x), x, out, *self._tables())
+        self._check_output(x, out)
+        return out
+
+    def features_and_gradient(self, coords) -> tuple[np.ndarray, np.ndarray]:
+        """Features (n, F) and their gradient dF/dx (n, F, n_sites, 3) in 1/Å."""
+        x = check_coordinates(coords, self.n_sites)
+        out = np.empty((len(x), self.n_features))
+        jac = np.empty((len(x), self.n_features, self.n_sites, 3))
+        _run(self.module.jacobian_kernel, len(x), x, out, jac, *self._tables(), self.module.MON_VARS)
+        self._check_output(x, out, jac)
+        return out, jac
+
+    def vjp(self, coords, weights) -> np.ndarray:
+        """Vector–Jacobian product: ``weights`` = dE/dF (n, F) → dE/dx (n, n_sites, 3).
+
+        Forces on the sites are ``-vjp(...)`` (eV/Å when E is in eV).
+        """
+        return self.vjp_and_virial(coords, weights)[0]
+
+    def vjp_and_virial(self, coords, weights) -> tuple[np.ndarray, np.ndarray]:
+        """dE/dx (n, n_sites, 3) and the strain derivative dE/dε (n, 3, 3), eV.
+
+        Under a homogeneous strain ``x -> (1 + ε) x`` the energy changes by
+        ``Σ_ab W_ab ε_ab`` with ``W = Σ_p (dE/dr_p) r_p u_p u_pᵀ``; the stress contribution
+        (ASE convention) is ``W / V`` for a cell of volume ``V``.
+        """
+        x = check_coordinates(coords, self.n_sites)
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim == 1:
+            w = w[None]
+        if w.shape != (len(x), self.n_features):
+            raise InputArrayError(f"weights must have shape ({len(x)}, {self.n_features}), got {np.shape(weights)}")
+        if not np.all(np.isfinite(w)):
+            raise InputArrayError("weights (dE/dF) contain NaN or inf")
+        w = np.ascontiguousarray(w)
+        grad = np.empty((len(x), self.n_sites, 3))
+        vir = np.empty((len(x), 3, 3))
+        _run(self.module.vjp_kernel, len(x), x, w, grad, vir, *self._tables(depth=True))
+        self._check_output(x, grad, vir)
+        return grad, vir
+
+
+def _load_module(path: Path, key: str):
+    name = f"ccdgen_generated_{key[:20]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules[name] = mod
+    return mod
+
+
+def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = True) -> CompiledCluster:
+    """Render (or fetch from the cache), import and JIT-compile the kernels for ``ir``."""
+    t0 = time.perf_counter()
+    parts = {
+        "stage": "kernel/1",
+        "ir": ir.signature(),
+        "template": template_hash(KERNEL_TEMPLATE),
+        "env": environment_fingerprint(),
+        "tile": options.tile,
+    }
+
+    def build(tmp: Path) -> dict:
+        (tmp / "kernel.py").write_text(render_kernel(ir, options.tile))
+        return {"cluster": ir.name, "n_features": ir.n_features}
+
+    entry = get_or_build(CACHE_KIND, parts, build, describe=f"{ir.name}: {ir.n_features} features")
+    t1 = time.perf_counter()
+    mod = _load_module(entry.file("kernel.py"), entry.meta["key"])
+    cc = CompiledCluster(ir, mod, entry.file("kernel.py"), entry.meta["key"], entry.hit)
+    if warm:  # trigger JIT compilation (or load from Numba's cache) now, not at first use
+        x = np.zeros((1, ir.n_sites, 3))
+        x[0] = np.arange(ir.n_sites * 3, dtype=float).reshape(ir.n_sites, 3) ** 1.5
+        dummy = np.empty((1, ir.n_features))
+        mod.features_kernel(0, 1, x, dummy, *cc._tables())
+        mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), np.empty((1, ir.n_sites, 3)),
+                       np.empty((1, 3, 3)), *cc._tables(depth=True))
+        # jacobian_kernel compiles on first use (it is not on the MD/MC hot path)
+    cc.timings = {"generate": t1 - t0, "jit": time.perf_counter() - t1}
+    return cc
+
+
+def compile_transform(t, order: int, truncated=None, options: CodeOptions = CodeOptions()) -> CompiledCluster:
+    """Compile one cluster's CCD transform to kernels of invariants up to ``order``."""
+    from ..invariants.cached import invariant_basis
+    from ..invariants.display import feature_names
+
+    t0 = time.perf_counter()
+    basis = invariant_basis(t, order, truncated)
+    t1 = time.perf_counter()
+    ir = lower(t, basis, feature_names(basis, t.cluster.name))
+    cc = compile_ir(ir, options)
+    cc.timings = {"derive": t1 - t0, **cc.timings}
+    cc.basis = basis
+    cc.transform = t
+    return cc
+
+
+def compile_cluster(source, order: int | None = None, cluster: str | None = None, truncated=None,
+                    options: CodeOptions = CodeOptions(), **overrides):
+    """Compile a spec file, an XYZ file or a :class:`~ccdgen.clusters.Cluster`.
+
+    Returns one :class:`CompiledCluster` for a single cluster (an XYZ file, a Cluster, or
+    ``cluster=NAME``), else a dict ``{name: CompiledCluster}`` for every cluster of a spec.
+    """
+    from ..ccd.transform import build_transform
+    from ..clusters import Cluster
+    from ..pipeline import load, transforms
+
+    if isinstance(source, Cluster):
+        o = overrides
+        t = build_transform(source, o.get("metric", "exp"), o.get("sigma", 0.15), truncate=o.get("truncate", "auto"))
+        return compile_transform(t, 2 if order is None else order, truncated, options)
+    problem = load(source, **overrides)
+    order = problem.options.max_order if order is None else order
+    ts = transforms(problem)
+    if cluster is not None:
+        names = [t.cluster.name for t in ts]
+        if cluster not in names:
+            from ..errors import SpecError
+
+            raise SpecError(f"no cluster named {cluster!r}", fix=f"clusters are: {', '.join(names)}")
+        ts = [t for t in ts if t.cluster.name == cluster]
+    compiled = {t.cluster.name: compile_transform(t, order, truncated, options) for t in ts}
+    if len(compiled) == 1 and (cluster is not None or problem.spec is None):
+        return next(iter(compiled.values()))
+    return compiled
+
+
+def show_code(kernel: CompiledCluster, file=None) -> str:
+    """Print (and return) the generated source of a compiled cluster."""
+    text = kernel.source
+    print(text, file=file)
+    return text

@@ -1,0 +1,56 @@
+"""A strict printer for the expressions and tables that go into generated code.
+
+* :class:`StrictPrinter` — SymPy's Python code printer with ``math.`` functions that
+  raises on anything it cannot print exactly (no silent "# Not supported" comments).
+* :func:`emit_array` — a NumPy array as a literal with exactly round-tripping floats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..ccd.metrics import get_metric
+from ..errors import InternalError
+
+
+class StrictPrinter(PythonCodePrinter):
+    """Print SymPy expressions as Numba-compatible Python; raise on unsupported nodes."""
+
+    def __init__(self, settings=None):
+        super().__init__({"strict": True, "fully_qualified_modules": True, **(settings or {})})
+
+    def _print_not_supported(self, expr):  # pragma: no cover - depends on SymPy internals
+        raise InternalError(f"the code printer cannot print {type(expr).__name__}: {expr}")
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+
+def print_expr(expr: sp.Expr) -> str:
+    return StrictPrinter().doprint(expr)
+
+
+def metric_code(name: str) -> tuple[str, str]:
+    """Python source of ``f(s)`` and ``f'(s)`` for a pair metric (argument named ``s``)."""
+    s = sp.Symbol("s", positive=True)
+    f = get_metric(name).symbolic(s)
+    return print_expr(f), print_expr(sp.diff(f, s))
+
+
+def emit_array(name: str, arr: np.ndarray, per_line: int = 16) -> str:
+    """``NAME = np.array([...], dtype=...).reshape(shape)`` with exact float repr."""
+    a = np.asarray(arr)
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)):
+            raise InternalError(f"table {name} contains non-finite values")
+        items, dtype = [repr(float(v)) for v in a.ravel()], "np.float64"
+    elif a.dtype.kind in "iu":
+        items, dtype = [str(int(v)) for v in a.ravel()], "np.int64"
+    else:
+        raise InternalError(f"cannot emit array {name} of dtype {a.dtype}")
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    body = ",\n    ".join(lines)
+    shape = tuple(int(s) for s in a.shape)
+    return f"{name} = np.array([\n    {body}\n], dtype={dtype}).reshape({shape})"

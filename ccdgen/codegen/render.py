@@ -1,0 +1,97 @@
+"""Jinja rendering with a checked contract: a template's keys must match the context.
+
+Templates live in ``templates/`` (shipped as ``ccdgen.templates``), rendered with
+``StrictUndefined``.  :func:`template_keys` lists the variables a template needs (from
+``jinja2.meta``); :func:`render` refuses a context with missing *or* extra keys, so a
+template and its renderer cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta
+
+from .. import __version__
+from ..errors import InternalError
+from .ir import KernelIR
+from .printer import emit_array, metric_code
+
+KERNEL_TEMPLATE = "kernel.py.j2"
+
+
+@lru_cache(maxsize=None)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: template_source(name)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def template_source(name: str) -> str:
+    """A template's text: from the installed ``ccdgen.templates`` package, or from the
+    source checkout's ``templates/`` folder when ccdgen runs uninstalled."""
+    try:
+        root = resources.files("ccdgen.templates")
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[2] / "templates"
+    return root.joinpath(name).read_text()
+
+
+def template_hash(name: str) -> str:
+    return hashlib.sha256(template_source(name).encode()).hexdigest()
+
+
+def template_keys(name: str) -> set[str]:
+    """The undeclared variables (the contract) of a template."""
+    env = _env()
+    return set(meta.find_undeclared_variables(env.parse(template_source(name))))
+
+
+def render(name: str, context: dict) -> str:
+    needed = template_keys(name)
+    missing, extra = needed - set(context), set(context) - needed
+    if missing or extra:
+        raise InternalError(f"template {name}: missing keys {sorted(missing)}, unexpected keys {sorted(extra)}")
+    return _env().get_template(name).render(**context)
+
+
+def kernel_context(ir: KernelIR, tile: int) -> dict:
+    """Everything :data:`KERNEL_TEMPLATE` needs, printed by the strict printer."""
+    value, deriv = metric_code(ir.metric)
+    tables = [
+        emit_array("PAIRS", ir.pairs), emit_array("R0", ir.r0),
+        emit_array("PROJ", ir.projection if ir.projection is not None else [[0.0]]),
+        emit_array("DEPTH", ir.depth), emit_array("PID", ir.pid), emit_array("SID", ir.sid),
+        emit_array("VAR", ir.var), emit_array("FEATURE", ir.feature),
+        emit_array("SCALE", ir.scale), emit_array("MON_VARS", ir.mon_vars),
+    ]
+    return {
+        "ccdgen_version": __version__,
+        "template_name": KERNEL_TEMPLATE,
+        "name": ir.name,
+        "n_sites": ir.n_sites,
+        "n_pairs": ir.n_pairs,
+        "n_features": ir.n_features,
+        "n_monomials": ir.n_monomials,
+        "n_internal": ir.n_internal,
+        "max_degree": int(ir.mon_vars.shape[1]),
+        "metric": ir.metric,
+        "ir_signature": ir.signature(),
+        "tile": int(tile),
+        "has_projection": ir.projection is not None,
+        "feature_names": repr(tuple(ir.feature_names)),
+        "tables": "\n".join(tables),
+        "metric_value": value,
+        "metric_derivative": deriv,
+    }
+
+
+def render_kernel(ir: KernelIR, tile: int) -> str:
+    return render(KERNEL_TEMPLATE, kernel_context(ir, tile))

@@ -405,8 +405,6 @@ def test_cli_error_with_traceback(bad_spec):
     assert "Traceback" in r.stderr and "SpecError" in r.stderr
 
 
-@pytest.mark.xfail(reason="`ccdgen --traceback inspect ...`: the subcommand's own --traceback "
-                          "default (False) overwrites the top-level flag", strict=False)
 def test_cli_top_level_traceback_flag(bad_spec):
     r = run_cli("--traceback", "inspect", bad_spec)
     assert "Traceback" in r.stderr

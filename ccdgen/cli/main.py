@@ -16,6 +16,8 @@ from ..errors import CCDGenError
 SUBCOMMANDS = {
     "inspect": "Show clusters, point groups, irreps and CCDs of a spec or an XYZ cluster.",
     "modes": "Write PNG pictures of the CCD displacement modes (paper Figs. 3-4).",
+    "compile": "Generate and JIT-compile Numba feature kernels (features, gradients, stress).",
+    "cache": "List or clear the content-addressed cache (generated/).",
 }
 
 
@@ -49,6 +51,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `ccdgen cache ls | head`
+        sys.stderr.close()
+        return 0
     if getattr(args, "timings", False):
         print(f"[{args.command}] {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     return rc

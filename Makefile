@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ccdgen inspect $(SPEC)
 	mkdir -p $(OUT)
-	$(BIN)/ccdgen inspect $(SPEC) --json > $(OUT)/inspect.json
+	$(BIN)/ccdgen inspect $(SPEC) --order 4
+	$(BIN)/ccdgen inspect $(SPEC) --order 4 --json > $(OUT)/inspect.json
+	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --cluster triplet --format latex > $(OUT)/invariants_order2.tex
 	$(BIN)/ccdgen modes $(SPEC) --cluster PbBr6 --cluster triplet -o $(OUT)/modes
-	@echo "wrote $(OUT)/inspect.json and $(OUT)/modes/*.png"
+	$(BIN)/ccdgen modes examples/clusters/tetrahedron.xyz -o $(OUT)/modes
+	$(BIN)/ccdgen compile $(SPEC) --order 4
+	@echo "wrote $(OUT)/inspect.json, $(OUT)/invariants_order2.tex and $(OUT)/modes/*.png"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

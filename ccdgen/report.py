@@ -69,14 +69,14 @@ def text_table(problem, reports: list[dict]) -> str:
     o = problem.options
     lines.append(f"metric: {o.metric}   sigma: {o.sigma}   truncate: {o.truncate}")
     lines.append("")
-    head = f"{'cluster':<10} {'species':<14} {'group':<6} {'|G|':>4} {'pairs':>5} {'CCDs':>5} {'trunc':>5}  irreps"
+    head = f"{'cluster':<12} {'species':<14} {'group':<6} {'|G|':>4} {'pairs':>5} {'CCDs':>5} {'trunc':>5}  irreps"
     lines += [head, "-" * len(head)]
     for r in reports:
         sp_ = "".join(f"{s}{r['species'].count(s) if r['species'].count(s) > 1 else ''}"
                       for s in dict.fromkeys(r["species"]))
         irr = " + ".join(f"{'' if i['multiplicity'] == 1 else i['multiplicity']}{i['label']}" for i in r["irreps"])
         pg = r["point_group"]
-        lines.append(f"{r['name']:<10} {sp_:<14} {pg['label']:<6} {pg['order']:>4} {len(r['pairs']):>5} "
+        lines.append(f"{r['name']:<12} {sp_:<14} {pg['label']:<6} {pg['order']:>4} {len(r['pairs']):>5} "
                      f"{r['ccd']['count']:>5} {r['ccd']['truncated']:>5}  {irr}")
     for r in reports:
         if len(r["ccd"]["blocks"]) > 1:

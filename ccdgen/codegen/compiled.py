@@ -44,32 +44,57 @@ class CodeOptions:
 
 #: Batches smaller than this run on the calling thread.
 MIN_BATCH_PER_THREAD = 256
-_POOL = None
+
+
+class _Threads:
+    """The worker pool for large batches (the kernels release the GIL)."""
+
+    def __init__(self):
+        import os
+        import threading
+
+        self.n = max(1, len(os.sched_getaffinity(0)))
+        self.pool = None
+        self.lock = threading.Lock()
+
+    def set(self, n: int) -> None:
+        with self.lock:
+            self.n = max(1, int(n))
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+            self.pool = None
+
+    def executor(self):
+        with self.lock:
+            if self.pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.pool = ThreadPoolExecutor(self.n, thread_name_prefix="ccdgen")
+            return self.pool
+
+
+_THREADS = _Threads()
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by the kernels (they release the GIL); default: all cores."""
-    global _THREADS, _POOL
-    _THREADS = max(1, int(n))
-    _POOL = None
+    """Threads used by the kernels for batches of ≥ 2 × MIN_BATCH_PER_THREAD clusters
+    (default: the CPUs this process may use)."""
+    _THREADS.set(n)
 
 
-_THREADS = max(1, len(__import__("os").sched_getaffinity(0)))
+def get_num_threads() -> int:
+    return _THREADS.n
 
 
 def _run(kernel, n: int, *args) -> None:
     """Call ``kernel(start, stop, *args)`` over [0, n), split across threads if large."""
-    global _POOL
-    parts = min(_THREADS, n // MIN_BATCH_PER_THREAD)
+    parts = min(_THREADS.n, n // MIN_BATCH_PER_THREAD)
     if parts <= 1:
         kernel(0, n, *args)
         return
-    if _POOL is None or _POOL._max_workers != _THREADS:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(_THREADS, thread_name_prefix="ccdgen")
     bounds = np.linspace(0, n, parts + 1).astype(int)
-    futures = [_POOL.submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
+    pool = _THREADS.executor()
+    futures = [pool.submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
     for f in futures:
         f.result()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
+from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..ccd.metrics import get_metric
@@ -24,8 +25,24 @@ class StrictPrinter(PythonCodePrinter):
     def _print_not_supported(self, expr):  # pragma: no cover - depends on SymPy internals
         raise InternalError(f"the code printer cannot print {type(expr).__name__}: {expr}")
 
+    def doprint(self, expr, *args, **kwargs):
+        # SymPy's class-level aliases (``_print_Integral = _print_not_supported`` ...) bypass
+        # the override above and raise its own error type: report those as ours too.
+        try:
+            return super().doprint(expr, *args, **kwargs)
+        except PrintMethodNotImplementedError as exc:
+            raise InternalError(f"the code printer cannot print {expr}: {exc}") from None
+
     def _print_Float(self, expr):
         return repr(float(expr))
+
+    def _print_Pow(self, expr, rational=False):
+        # Numba raises ZeroDivisionError for ``0.0**(-n)`` with an integer n, even with
+        # error_model="numpy"; ``1/(s**n)`` gives inf instead, which the kernels report.
+        base, exp = expr.as_base_exp()
+        if exp.is_Integer and exp < -1:
+            return f"1/({self._print(sp.Pow(base, -exp))})"
+        return super()._print_Pow(expr, rational=rational)
 
 
 def print_expr(expr: sp.Expr) -> str:

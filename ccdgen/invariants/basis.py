@@ -14,9 +14,10 @@ The route (no SymPy in the numeric core):
 * Truncated CCDs (Appendix A): a polynomial in the kept CCDs ``eta_T`` is invariant under
   ``D_T`` iff it is an invariant of the full set evaluated at ``eta_rest = 0``, i.e. at the
   projected pair metrics ``eps~ = Q⁻¹ Π_T Q eps``.  ccdgen evaluates the orbit averages at
-  ``eps~`` and keeps, degree by degree and in basis order, those that are linearly
-  independent (numerical rank on random points); the count is checked against the
-  Molien series of ``D_T``.
+  ``eps~`` and keeps, degree by degree, a linearly independent subset of them (values on
+  random points, QR preferring basis order but pivoting away from near-dependent ones,
+  see :func:`_independent_after_projection`), listed in basis order; the count is
+  checked against the Molien series of ``D_T``.
 
 Normalisation and order: each basis function is a Reynolds average (coefficients
 ``1/|orbit|``, so ``phi(eps = 1) = 1``); functions are ordered by degree, then by their
@@ -281,22 +282,60 @@ def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncat
                           {d: molien[d] for d in range(1, max_degree + 1)}, k_trunc)
 
 
+#: A truncated-set invariant is kept only if its part independent of those already kept
+#: is at least this fraction of the largest such part among the remaining candidates.
+PIVOT_FRACTION = 0.1
+
+
 def _independent_after_projection(mons, starts, projection, expected, rng, degree) -> np.ndarray:
-    """Indices of orbit averages that stay linearly independent on the projected subspace
-    (first-come in basis order), by QR of their values on random points."""
+    """Indices of orbit averages that are linearly independent on the projected subspace.
+
+    Their values on random points (columns, unit-normalised) go through a Householder QR
+    with a tolerant column pivot: each step takes the *first* candidate in basis order
+    whose residual (part independent of the columns already taken) is at least
+    :data:`PIVOT_FRACTION` of the largest residual, until every residual is negligible.
+    Plain first-come selection (unpivoted QR) is numerically unstable here: orbit
+    averages can be nearly dependent on the truncated subspace, and the near-dependences
+    compound until rounding noise passes for independence (e.g. octahedron, log metric,
+    degree 6).  The pivot keeps every step well conditioned, so the rank is read off a
+    clean gap (checked against the Molien count).
+
+    Memory is ``O(n_points × n_orbits)``: monomial values are summed into their orbits
+    chunk by chunk, and the number of points follows the expected rank.
+    """
     n_orb = len(starts) - 1
-    n_pts = n_orb + 32
+    n_pts = min(n_orb, 2 * expected) + 32
     eps = rng.standard_normal((n_pts, projection.shape[0])) @ projection.T
     eps /= np.linalg.norm(eps, axis=1, keepdims=True)  # homogeneous: row scaling keeps the rank
-    prods = np.empty((n_pts, len(mons)))
-    for s in range(0, len(mons), 2048):
-        prods[:, s:s + 2048] = np.prod(eps[:, mons[s:s + 2048]], axis=2)
-    vals = np.add.reduceat(prods, starts[:-1], axis=1) / np.diff(starts)
-    vals /= np.maximum(np.linalg.norm(vals, axis=0), 1e-300)
-    r = np.linalg.qr(vals, mode="r")
-    diag = np.abs(np.diag(r))
-    keep = np.flatnonzero(diag > 1e-8 * diag.max())
-    if len(keep) != expected:
+    sizes = np.diff(starts)
+    owner = np.repeat(np.arange(n_orb), sizes)  # orbit of each monomial (contiguous runs)
+    a = np.zeros((n_pts, n_orb))
+    step = max(2048, 2**22 // n_pts)
+    for s in range(0, len(mons), step):
+        prods = np.prod(eps[:, mons[s:s + step]], axis=2)  # (n_pts, chunk)
+        own = owner[s:s + step]
+        first = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+        a[:, own[first]] += np.add.reduceat(prods, first, axis=1)
+    a /= np.maximum(np.linalg.norm(a, axis=0), 1e-300)
+    free = np.ones(n_orb, dtype=bool)
+    keep, last = [], 1.0
+    for k in range(min(n_pts, n_orb)):
+        res = np.where(free, np.linalg.norm(a[k:], axis=0), 0.0)
+        top = res.max()
+        if top <= 1e-9:  # unit columns: residuals of dependent ones are rounding noise
+            break
+        j = int(np.argmax(res >= PIVOT_FRACTION * top))
+        x = a[k:, j]
+        v = x.copy()
+        v[0] += np.copysign(np.linalg.norm(x), x[0])
+        v /= np.linalg.norm(v)
+        a[k:] -= np.outer(2.0 * v, v @ a[k:])
+        free[j] = False
+        keep.append(j)
+        last = res[j]
+    else:
+        top = 0.0
+    if len(keep) != expected or top > 1e-6 * last:
         raise InternalError(f"degree {degree}: {len(keep)} independent truncated invariants, "
-                            f"Molien says {expected}")
-    return keep
+                            f"Molien says {expected} (residual gap {last:.2g} / {top:.2g})")
+    return np.sort(np.array(keep, dtype=np.int64))

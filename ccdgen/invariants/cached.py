@@ -31,7 +31,7 @@ def invariant_basis(t: CCDTransform, max_degree: int, truncated: bool | None = N
     if not use_cache:
         return derive_basis(t.rep.pair_perm, max_degree, t, truncated)
     parts = {
-        "stage": "invariant-basis/1",
+        "stage": "invariant-basis/2",
         "cluster": t.cluster.signature(),
         "pair_perm": hashlib.sha256(t.rep.pair_perm.tobytes()).hexdigest(),
         "max_degree": int(max_degree),

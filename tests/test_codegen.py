@@ -727,3 +727,14 @@ def test_cli_cache_ls_and_clear(tmp_path):
     assert "(1 entries)" in listing and "kernels" not in listing.split("entries)", 1)[1]
     assert inv["key"][:16] in listing
     assert cc.path.is_file()  # the session cache is untouched
+
+
+def test_fused_features_and_vjp_matches_separate_calls():
+    cc = kernel("free:octahedron", 4, True)
+    x = deformed(cc, 77, 21)
+    w = np.random.default_rng(22).standard_normal((77, cc.n_features))
+    f, g, vir = cc.features_and_vjp(x, w)
+    np.testing.assert_array_equal(f, cc.features(x))
+    g2, vir2 = cc.vjp_and_virial(x, w)
+    np.testing.assert_array_equal(g, g2)
+    np.testing.assert_array_equal(vir, vir2)

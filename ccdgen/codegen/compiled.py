@@ -174,7 +174,7 @@ class CompiledCluster:
 
         Forces on the sites are ``-vjp(...)`` (eV/Å when E is in eV).
         """
-        return self.vjp_and_virial(coords, weights)[0]
+        return self.features_and_vjp(coords, weights)[1]
 
     def vjp_and_virial(self, coords, weights) -> tuple[np.ndarray, np.ndarray]:
         """dE/dx (n, n_sites, 3) and the strain derivative dE/dε (n, 3, 3), eV.
@@ -183,6 +183,11 @@ class CompiledCluster:
         ``Σ_ab W_ab ε_ab`` with ``W = Σ_p (dE/dr_p) r_p u_p u_pᵀ``; the stress contribution
         (ASE convention) is ``W / V`` for a cell of volume ``V``.
         """
+        return self.features_and_vjp(coords, weights)[1:]
+
+    def features_and_vjp(self, coords, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features (n, F), dE/dx (n, n_sites, 3) and dE/dε (n, 3, 3) in one pass, for
+        weights dE/dF that do not depend on the features (e.g. a linear cluster expansion)."""
         x = check_coordinates(coords, self.n_sites)
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim == 1:
@@ -192,11 +197,12 @@ class CompiledCluster:
         if not np.all(np.isfinite(w)):
             raise InputArrayError("weights (dE/dF) contain NaN or inf")
         w = np.ascontiguousarray(w)
+        out = np.empty((len(x), self.n_features))
         grad = np.empty((len(x), self.n_sites, 3))
         vir = np.empty((len(x), 3, 3))
-        _run(self.module.vjp_kernel, len(x), x, w, grad, vir, *self._tables(depth=True))
-        self._check_output(x, grad, vir)
-        return grad, vir
+        _run(self.module.vjp_kernel, len(x), x, w, out, grad, vir, *self._tables(depth=True))
+        self._check_output(x, out, grad, vir)
+        return out, grad, vir
 
 
 def _load_module(path: Path, key: str):
@@ -234,7 +240,7 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
         x[0] = np.arange(ir.n_sites * 3, dtype=float).reshape(ir.n_sites, 3) ** 1.5
         dummy = np.empty((1, ir.n_features))
         mod.features_kernel(0, 1, x, dummy, *cc._tables())
-        mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), np.empty((1, ir.n_sites, 3)),
+        mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), dummy, np.empty((1, ir.n_sites, 3)),
                        np.empty((1, 3, 3)), *cc._tables(depth=True))
         # jacobian_kernel compiles on first use (it is not on the MD/MC hot path)
     cc.timings = {"generate": t1 - t0, "jit": time.perf_counter() - t1}

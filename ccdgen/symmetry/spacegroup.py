@@ -61,14 +61,19 @@ def space_group(crystal, symprec: float = 1e-3) -> SpaceGroup:
 
     numbers = {s: i for i, s in enumerate(dict.fromkeys(crystal.species))}
     cell = (crystal.cell, crystal.frac, [numbers[s] for s in crystal.species])
-    if hasattr(spglib, "OLD_ERROR_HANDLING"):
-        spglib.OLD_ERROR_HANDLING = False  # raise instead of returning None (spglib >= 2.5)
+    err = getattr(spglib, "error", None)
+    old = getattr(err, "OLD_ERROR_HANDLING", None)
+    if old is not None:  # spglib >= 2.5: raise instead of returning None (restored below)
+        err.OLD_ERROR_HANDLING = False
     try:
         ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    except Exception as exc:  # spglib.SpglibError
+    except Exception as exc:  # spglib.error.SpglibError
         ds, why = None, str(exc)
     else:
         why = "spglib returned no dataset"
+    finally:
+        if old is not None:
+            err.OLD_ERROR_HANDLING = old
     if ds is None:
         raise StructureError("spglib could not determine the space group", why=why,
                              fix="check the structure or change 'symprec'")

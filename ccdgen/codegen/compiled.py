@@ -134,10 +134,9 @@ class CompiledCluster:
     def source(self) -> str:
         return self.path.read_text()
 
-    def _tables(self, depth: bool = False):
+    def _tables(self):
         m = self.module
-        head = (m.PAIRS, m.R0, m.PROJ) + ((m.DEPTH,) if depth else ())
-        return head + (m.PID, m.SID, m.VAR, m.FEATURE, m.SCALE)
+        return m.PAIRS, m.R0, m.PROJ, m.PID, m.SID, m.VAR, m.FEATURE, m.SCALE
 
     def _check_output(self, x, *arrays):
         if all(np.all(np.isfinite(a)) for a in arrays):
@@ -200,7 +199,7 @@ class CompiledCluster:
         out = np.empty((len(x), self.n_features))
         grad = np.empty((len(x), self.n_sites, 3))
         vir = np.empty((len(x), 3, 3))
-        _run(self.module.vjp_kernel, len(x), x, w, out, grad, vir, *self._tables(depth=True))
+        _run(self.module.vjp_kernel, len(x), x, w, out, grad, vir, *self._tables())
         self._check_output(x, out, grad, vir)
         return out, grad, vir
 
@@ -241,7 +240,7 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
         dummy = np.empty((1, ir.n_features))
         mod.features_kernel(0, 1, x, dummy, *cc._tables())
         mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), dummy, np.empty((1, ir.n_sites, 3)),
-                       np.empty((1, 3, 3)), *cc._tables(depth=True))
+                       np.empty((1, 3, 3)), *cc._tables())
         # jacobian_kernel compiles on first use (it is not on the MD/MC hot path)
     cc.timings = {"generate": t1 - t0, "jit": time.perf_counter() - t1}
     return cc

@@ -68,7 +68,7 @@ def kernel_context(ir: KernelIR, tile: int) -> dict:
     tables = [
         emit_array("PAIRS", ir.pairs), emit_array("R0", ir.r0),
         emit_array("PROJ", ir.projection if ir.projection is not None else [[0.0]]),
-        emit_array("DEPTH", ir.depth), emit_array("PID", ir.pid), emit_array("SID", ir.sid),
+        emit_array("PID", ir.pid), emit_array("SID", ir.sid),
         emit_array("VAR", ir.var), emit_array("FEATURE", ir.feature),
         emit_array("SCALE", ir.scale), emit_array("MON_VARS", ir.mon_vars),
     ]
@@ -81,6 +81,7 @@ def kernel_context(ir: KernelIR, tile: int) -> dict:
         "n_features": ir.n_features,
         "n_monomials": ir.n_monomials,
         "n_internal": ir.n_internal,
+        "n_inner": ir.n_inner,
         "max_degree": int(ir.mon_vars.shape[1]),
         "metric": ir.metric,
         "ir_signature": ir.signature(),

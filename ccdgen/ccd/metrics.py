@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import sympy as sp
 
 from ..errors import SpecError
 
@@ -30,20 +29,25 @@ class PairMetric:
     name: str
     value: Callable[[np.ndarray], np.ndarray]
     derivative: Callable[[np.ndarray], np.ndarray]
-    symbolic: Callable[[sp.Expr], sp.Expr]
+    symbolic_name: str  # f(x) as a SymPy expression in x, see :meth:`symbolic`
     singular_at_zero: bool
+
+    def symbolic(self, x):
+        """``f(x)`` as a SymPy expression (SymPy is imported only when asked for)."""
+        import sympy as sp
+
+        return sp.sympify(self.symbolic_name, locals={"x": x, "log": sp.log, "exp": sp.exp})
 
     def __repr__(self) -> str:
         return f"PairMetric({self.name!r})"
 
 
 METRICS = {
-    "linear": PairMetric("linear", lambda x: x - 1.0, lambda x: np.ones_like(x), lambda x: x - 1, False),
-    "log": PairMetric("log", np.log, lambda x: 1.0 / x, sp.log, True),
+    "linear": PairMetric("linear", lambda x: x - 1.0, lambda x: np.ones_like(x), "x - 1", False),
+    "log": PairMetric("log", np.log, lambda x: 1.0 / x, "log(x)", True),
     "exp": PairMetric("exp", lambda x: -np.expm1(-(x - 1.0)), lambda x: np.exp(-(x - 1.0)),
-                      lambda x: 1 - sp.exp(-(x - 1)), False),
-    "inverse": PairMetric("inverse", lambda x: 1.0 - 1.0 / x, lambda x: 1.0 / x**2,
-                          lambda x: 1 - 1 / x, True),
+                      "1 - exp(-(x - 1))", False),
+    "inverse": PairMetric("inverse", lambda x: 1.0 - 1.0 / x, lambda x: 1.0 / x**2, "1 - 1/x", True),
 }
 
 

@@ -19,7 +19,6 @@ from jinja2 import meta
 from .. import __version__
 from ..errors import InternalError
 from .ir import KernelIR
-from .printer import emit_array, metric_code
 
 KERNEL_TEMPLATE = "kernel.py.j2"
 
@@ -64,6 +63,8 @@ def render(name: str, context: dict) -> str:
 
 def kernel_context(ir: KernelIR, tile: int) -> dict:
     """Everything :data:`KERNEL_TEMPLATE` needs, printed by the strict printer."""
+    from .printer import emit_array, metric_code  # SymPy: only when code is generated
+
     value, deriv = metric_code(ir.metric)
     tables = [
         emit_array("PAIRS", ir.pairs), emit_array("R0", ir.r0),

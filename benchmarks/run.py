@@ -647,7 +647,7 @@ def bench_cluster(args, t, cc, label, torch_ok, orbit=1) -> dict:
         raw_f, e4 = best_of_retry(lambda: C._run(cc.module.features_kernel, n, x, out, *cc._tables()), reps,
                                   lim("raw_features_us"), rounds)
         raw_v, e5 = best_of_retry(
-            lambda: C._run(cc.module.vjp_kernel, n, x, w, out, grad, vir, *cc._tables()),
+            lambda: C._run(cc.module.vjp_kernel, n, x, w, False, out, grad, vir, *cc._tables()),
             reps, lim("raw_vjp_us"), rounds)
         tfu, e6 = best_of_retry(lambda: cc.features_and_vjp(x, w), reps, lim("fused_us"), rounds)
         e5 += e6

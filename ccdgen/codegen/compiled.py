@@ -173,7 +173,7 @@ class CompiledCluster:
 
         Forces on the sites are ``-vjp(...)`` (eV/Å when E is in eV).
         """
-        return self.features_and_vjp(coords, weights)[1]
+        return self._vjp(coords, weights, False)[1]
 
     def vjp_and_virial(self, coords, weights) -> tuple[np.ndarray, np.ndarray]:
         """dE/dx (n, n_sites, 3) and the strain derivative dE/dε (n, 3, 3), eV.
@@ -182,11 +182,14 @@ class CompiledCluster:
         ``Σ_ab W_ab ε_ab`` with ``W = Σ_p (dE/dr_p) r_p u_p u_pᵀ``; the stress contribution
         (ASE convention) is ``W / V`` for a cell of volume ``V``.
         """
-        return self.features_and_vjp(coords, weights)[1:]
+        return self._vjp(coords, weights, False)[1:]
 
     def features_and_vjp(self, coords, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features (n, F), dE/dx (n, n_sites, 3) and dE/dε (n, 3, 3) in one pass, for
         weights dE/dF that do not depend on the features (e.g. a linear cluster expansion)."""
+        return self._vjp(coords, weights, True)
+
+    def _vjp(self, coords, weights, with_features: bool):
         x = check_coordinates(coords, self.n_sites)
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim == 1:
@@ -196,12 +199,12 @@ class CompiledCluster:
         if not np.all(np.isfinite(w)):
             raise InputArrayError("weights (dE/dF) contain NaN or inf")
         w = np.ascontiguousarray(w)
-        out = np.empty((len(x), self.n_features))
+        out = np.empty((len(x) if with_features else 0, self.n_features))
         grad = np.empty((len(x), self.n_sites, 3))
         vir = np.empty((len(x), 3, 3))
-        _run(self.module.vjp_kernel, len(x), x, w, out, grad, vir, *self._tables())
+        _run(self.module.vjp_kernel, len(x), x, w, with_features, out, grad, vir, *self._tables())
         self._check_output(x, out, grad, vir)
-        return out, grad, vir
+        return (out if with_features else None), grad, vir
 
 
 def _load_module(path: Path, key: str):
@@ -239,7 +242,7 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
         x[0] = np.arange(ir.n_sites * 3, dtype=float).reshape(ir.n_sites, 3) ** 1.5
         dummy = np.empty((1, ir.n_features))
         mod.features_kernel(0, 1, x, dummy, *cc._tables())
-        mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), dummy, np.empty((1, ir.n_sites, 3)),
+        mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), True, dummy, np.empty((1, ir.n_sites, 3)),
                        np.empty((1, 3, 3)), *cc._tables())
         # jacobian_kernel compiles on first use (it is not on the MD/MC hot path)
     cc.timings = {"generate": t1 - t0, "jit": time.perf_counter() - t1}

@@ -112,7 +112,9 @@ class CompiledCluster:
     path: Path
     key: str
     cache_hit: bool
-    timings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  #: seconds per stage (derive, generate, jit)
+    basis: object = None  #: the InvariantBasis it evaluates (set by compile_transform)
+    transform: object = None  #: the CCDTransform of the cluster (set by compile_transform)
 
     @property
     def name(self) -> str:
@@ -251,8 +253,8 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
 
 def compile_transform(t, order: int, truncated=None, options: CodeOptions = CodeOptions()) -> CompiledCluster:
     """Compile one cluster's CCD transform to kernels of invariants up to ``order``."""
+    from ..invariants.basis import feature_names
     from ..invariants.cached import invariant_basis
-    from ..invariants.display import feature_names
 
     t0 = time.perf_counter()
     basis = invariant_basis(t, order, truncated)

@@ -142,6 +142,15 @@ class InvariantBasis:
                    {int(k): v for k, v in meta["molien"].items()}, meta["truncated"])
 
 
+def feature_names(basis: InvariantBasis, prefix: str) -> list[str]:
+    """Identifier-safe names ``<prefix>_d<degree>_<k>`` (k counts from 1 within a degree)."""
+    out, count = [], {}
+    for d in basis.degrees.tolist():
+        count[d] = count.get(d, 0) + 1
+        out.append(f"{prefix}_d{d}_{count[d]}")
+    return out
+
+
 def permutation_generators(perms: np.ndarray) -> list[np.ndarray]:
     """A small generating set of the permutation group given by ``perms`` (rows)."""
     uniq = np.unique(np.asarray(perms), axis=0)

@@ -15,19 +15,10 @@ import numpy as np
 import sympy as sp
 
 from ..ccd.transform import CCDTransform
-from .basis import InvariantBasis
+from .basis import InvariantBasis, feature_names  # noqa: F401  (re-exported)
 
 #: Expansion in CCD symbols is dense (n_ccd^degree); above this degree it is skipped.
 MAX_CCD_DEGREE = 4
-
-
-def feature_names(basis: InvariantBasis, prefix: str) -> list[str]:
-    """Identifier-safe names ``<prefix>_d<degree>_<k>`` (k counts from 1 within a degree)."""
-    out, count = [], {}
-    for d in basis.degrees.tolist():
-        count[d] = count.get(d, 0) + 1
-        out.append(f"{prefix}_d{d}_{count[d]}")
-    return out
 
 
 def _pair_symbol(t: CCDTransform, p: int, style: str) -> str:

@@ -738,3 +738,10 @@ def test_fused_features_and_vjp_matches_separate_calls():
     g2, vir2 = cc.vjp_and_virial(x, w)
     np.testing.assert_array_equal(g, g2)
     np.testing.assert_array_equal(vir, vir2)
+
+
+def test_reference_plus_displacements():
+    cc = kernel("free:octahedron", 4, True)
+    u = 0.05 * np.random.default_rng(5).standard_normal((4, cc.n_sites, 3))
+    np.testing.assert_allclose(cc.features(cc.reference), 0.0, atol=1e-14)  # phi vanishes in the reference
+    assert_matches_reference(cc, cc.reference + u)

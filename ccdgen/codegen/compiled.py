@@ -136,6 +136,13 @@ class CompiledCluster:
     def source(self) -> str:
         return self.path.read_text()
 
+    @property
+    def reference(self) -> np.ndarray:
+        """(n_sites, 3) reference positions, Å: pass ``k.reference + u`` for displacements u."""
+        if self.transform is None:
+            raise AttributeError("this kernel was compiled from a bare KernelIR; it has no reference geometry")
+        return self.transform.cluster.positions
+
     def _tables(self):
         m = self.module
         return m.PAIRS, m.R0, m.PROJ, m.PID, m.SID, m.VAR, m.FEATURE, m.SCALE

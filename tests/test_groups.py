@@ -337,3 +337,22 @@ def test_character_table_real_characters_match_matrix_traces():
         mult = ct.decompose(chi)
         assert np.all(mult >= 0)
         assert int((mult * ct.real_dims).sum()) == 3, gid
+
+
+# ------------------------------------------------------- noisy (e.g. relaxed) coordinates
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(["tetrahedron", "octahedron", "cube", "square", "trigonal_bipyramid", "icosahedron"]),
+       noise=st.floats(1e-7, 2e-4), seed=st.integers(0, 2**31 - 1))
+def test_noisy_coordinates_give_the_ideal_group_with_exact_operations(name, noise, seed):
+    expected = {"tetrahedron": 24, "octahedron": 48, "cube": 48, "square": 16,
+                "trigonal_bipyramid": 12, "icosahedron": 120}[name]
+    rng = np.random.default_rng(seed)
+    species, x = polyhedron(name, 2.9)
+    x = x @ random_rotation(rng, reflect=True).T + noise * rng.standard_normal(x.shape)
+    g = find_point_group(x, species, symprec=1e-3)
+    assert g.order == expected
+    # the refined operations are exactly orthogonal and exactly closed
+    eye = np.broadcast_to(np.eye(3), g.rotations.shape)
+    np.testing.assert_allclose(np.einsum("gij,gkj->gik", g.rotations, g.rotations), eye, atol=1e-12)
+    prods = np.einsum("aij,bjk->abik", g.rotations, g.rotations)
+    np.testing.assert_allclose(prods, g.rotations[g.multiplication_table], atol=1e-10)

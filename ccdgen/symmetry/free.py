@@ -20,7 +20,7 @@ import itertools
 import numpy as np
 
 from ..errors import ClusterError, SymmetryError
-from .group import PointGroup
+from .group import PointGroup, _nearest
 
 
 def dimensionality(positions: np.ndarray, tol: float = 1e-3) -> int:
@@ -116,7 +116,8 @@ def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
                 perms.append(p)
     if not rots:
         raise SymmetryError("no symmetry found, not even the identity", fix="check 'symprec'")
-    return PointGroup.from_operations(_symmetrize(np.array(rots)), np.array(perms))
+    rots, perms = _close(x, spec, np.array(rots), np.array(perms), symprec)
+    return PointGroup.from_operations(_refine(x, rots, perms, dim), perms)
 
 
 def _assignments(refs, candidates):
@@ -134,10 +135,58 @@ def _assignments(refs, candidates):
     yield from rec(0, [])
 
 
-def _symmetrize(rots: np.ndarray) -> np.ndarray:
-    """Snap matrices to exact orthogonality (nearest orthogonal matrix)."""
-    u, _, vt = np.linalg.svd(rots)
-    return u @ vt
+def _close(x, spec, rots, perms, symprec, max_order: int = 480):
+    """Deduplicate the operations and add the products that noisy coordinates made the
+    search miss (a product of two symmetries is a symmetry)."""
+    keep = []
+    for i in range(len(rots)):
+        if not keep or _nearest(rots[i:i + 1], rots[keep])[1][0] > 0.05:
+            keep.append(i)
+    rots, perms = list(rots[keep]), list(perms[keep])
+    while len(rots) <= max_order:
+        r = np.array(rots)
+        prods = np.einsum("aij,bjk->abik", r, r).reshape(-1, 3, 3)
+        d = _nearest(prods, r)[1]
+        missing = prods[d > 0.05]  # distinct point operations are far apart (≥ 0.5)
+        if not len(missing):
+            break
+        new = missing[:1]  # add one at a time: its products may cover the others
+        p = _match_permutation(x @ new[0].T, x, spec, 4 * symprec)
+        if p is None:
+            raise SymmetryError(
+                "the symmetry operations found on these coordinates are not closed",
+                why="the coordinates are too far from a symmetric geometry for 'symprec'",
+                fix="symmetrize the coordinates or change 'symprec' (Å)",
+            )
+        rots.append(new[0])
+        perms.append(p)
+    return np.array(rots), np.array(perms)
+
+
+def _refine(x: np.ndarray, rots: np.ndarray, perms: np.ndarray, dim: int, sweeps: int = 4) -> np.ndarray:
+    """Make operations found on slightly noisy coordinates exact (to ~1e-13).
+
+    Alternates (1) symmetrizing the centred sites over the operations,
+    ``x_i <- (1/|G|) Σ_g R_gᵀ x_perm_g(i)``, and (2) refitting every ``R_g`` as the
+    orthogonal map that best sends the symmetrized ``x_i`` to ``x_perm_g(i)`` (Kabsch, with
+    the plane normal as an extra point for planar clusters so mirrors keep their sign).
+    """
+    rots = rots.copy()
+    normal = None
+    if dim == 2:
+        normal = np.linalg.svd(x - x.mean(axis=0))[2][2]
+    for _ in range(sweeps):
+        xs = np.mean([x[p] @ r for r, p in zip(rots, perms)], axis=0)  # R^T x_p(i) as rows
+        xs -= xs.mean(axis=0)
+        for k, (r, p) in enumerate(zip(rots, perms)):
+            src, dst = xs, xs[p]
+            if normal is not None:
+                sign = np.sign(normal @ r @ normal)
+                src = np.vstack([src, normal])
+                dst = np.vstack([dst, sign * normal])
+            u, _, vt = np.linalg.svd(dst.T @ src)
+            rots[k] = u @ vt
+    return rots
 
 
 def _collinear_group(x, spec, symprec) -> PointGroup:

@@ -20,13 +20,24 @@ import numpy as np
 
 from ..errors import InternalError, SymmetryError
 
-#: Matrices are compared after rounding to this many decimals.
+#: Matrices are rounded to this many decimals for canonical ordering and signatures.
 _DECIMALS = 6
+#: Two operations are the same if their matrices differ by less than this (max entry).
+MATCH_TOL = 1e-5
 
 
 def _matrix_keys(rotations: np.ndarray) -> list[bytes]:
     r = np.round(np.asarray(rotations, dtype=float), _DECIMALS) + 0.0  # +0.0 kills -0.0
     return [m.tobytes() for m in r]
+
+
+def _nearest(queries: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest member matrix for each query and the (Frobenius) distance."""
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(np.asarray(members).reshape(len(members), 9)).query(
+        np.asarray(queries).reshape(len(queries), 9))
+    return np.asarray(idx, dtype=np.int64), np.asarray(dist)
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,16 +71,12 @@ class PointGroup:
         perm = np.asarray(permutations, dtype=np.int64)
         if rot.ndim != 3 or rot.shape[1:] != (3, 3) or perm.shape[0] != rot.shape[0]:
             raise InternalError(f"bad group arrays {rot.shape}, {perm.shape}")
+        keep = []  # drop duplicates (within MATCH_TOL), keeping the first occurrence
+        for i in range(len(rot)):
+            if not keep or _nearest(rot[i:i + 1], rot[keep])[1][0] > MATCH_TOL:
+                keep.append(i)
+        rot, perm = rot[keep], perm[keep]
         keys = _matrix_keys(rot)
-        if len(set(keys)) != len(keys):
-            # duplicates: keep the first occurrence of each matrix
-            seen, keep = set(), []
-            for i, k in enumerate(keys):
-                if k not in seen:
-                    seen.add(k)
-                    keep.append(i)
-            rot, perm = rot[keep], perm[keep]
-            keys = [keys[i] for i in keep]
         ident = np.eye(3)
         is_id = [np.allclose(r, ident, atol=1e-6) for r in rot]
         order = sorted(range(len(rot)), key=lambda i: (not is_id[i], keys[i]))
@@ -108,13 +115,12 @@ class PointGroup:
         return h.hexdigest()
 
     # ------------------------------------------------------------ structure
-    @cached_property
-    def _index(self) -> dict[bytes, int]:
-        return {k: i for i, k in enumerate(_matrix_keys(self.rotations))}
-
     def index_of(self, matrix: np.ndarray) -> int:
         """Index of the operation with this Cartesian matrix (KeyError if absent)."""
-        return self._index[_matrix_keys(np.asarray(matrix)[None])[0]]
+        idx, dist = _nearest(np.asarray(matrix, float)[None], self.rotations)
+        if dist[0] > MATCH_TOL:
+            raise KeyError("no operation of the group has this matrix")
+        return int(idx[0])
 
     def check_closure(self) -> None:
         """Raise :class:`SymmetryError` unless the matrices form a group."""
@@ -136,8 +142,10 @@ class PointGroup:
         """
         n = self.order
         prods = np.einsum("aij,bjk->abik", self.rotations, self.rotations).reshape(-1, 3, 3)
-        keys = _matrix_keys(prods)
-        table = np.array([self._index[k] for k in keys], dtype=np.int64).reshape(n, n)
+        idx, dist = _nearest(prods, self.rotations)
+        if np.max(dist, initial=0.0) > MATCH_TOL:
+            raise KeyError("not closed")
+        table = idx.astype(np.int64).reshape(n, n)
         # perm of (a b): site i -> perm_a[perm_b[i]]
         composed = np.take_along_axis(
             np.broadcast_to(self.permutations[:, None, :], (n, n, self.n_sites)),

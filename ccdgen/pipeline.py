@@ -17,7 +17,7 @@ from .clusters import (Cluster, embedded_cluster, free_cluster, select_pairs, se
                        select_triplets)
 from .errors import SpecError
 from .spec import ClusterSpec, Options, Spec, load_spec
-from .symmetry.spacegroup import SpaceGroup, locate_site, space_group
+from .symmetry.spacegroup import SpaceGroup, locate_site, space_group, symmetrize_crystal
 
 STAGES = ("load", "symmetry", "ccd", "invariants", "codegen")
 
@@ -33,6 +33,8 @@ class Problem:
     source: str
     spec: Spec | None = None
     spacegroup: SpaceGroup | None = None
+    crystal: object = None  #: the reference crystal, symmetrized exactly (None for free clusters)
+    symmetrize_shift: float = 0.0  #: largest change (Å) made by the symmetrization
 
 
 def load(source, options: Options | None = None, **overrides) -> Problem:
@@ -50,15 +52,30 @@ def load(source, options: Options | None = None, **overrides) -> Problem:
         return Problem((free_cluster(x, species, name, opts.symprec),), opts, str(path))
     spec = load_spec(path)
     opts = _with_overrides(options or spec.options, overrides)
-    sg = space_group(spec.crystal, opts.symprec)
+    crystal, sg, shift = _exact_reference(spec.crystal, opts.symprec)
     clusters = []
     for cs in spec.clusters:
-        clusters.extend(build_clusters(spec, sg, cs, opts.symprec))
+        clusters.extend(build_clusters(crystal, sg, cs, opts.symprec))
     names = [c.name for c in clusters]
     if len(set(names)) != len(names):
         raise SpecError(f"cluster names collide after expansion: {names}",
                         fix="rename the [[clusters]] entries")
-    return Problem(tuple(clusters), opts, str(path), spec, sg)
+    return Problem(tuple(clusters), opts, str(path), spec, sg, crystal, shift)
+
+
+def _exact_reference(crystal, symprec: float):
+    """Symmetrize the crystal under its space group until the group is stable (a
+    symmetrized structure can reveal more symmetry within ``symprec``)."""
+    sg = space_group(crystal, symprec)
+    total = 0.0
+    for _ in range(4):
+        crystal, shift = symmetrize_crystal(crystal, sg)
+        total += shift
+        sg_new = space_group(crystal, symprec)
+        if len(sg_new.rotations) == len(sg.rotations):
+            return crystal, sg_new, total
+        sg = sg_new
+    return crystal, sg, total
 
 
 def _with_overrides(opts: Options, overrides: dict) -> Options:
@@ -78,9 +95,8 @@ def _safe_name(stem: str) -> str:
     return name if name[:1].isalpha() else f"c_{name}"
 
 
-def build_clusters(spec: Spec, sg: SpaceGroup, cs: ClusterSpec, symprec: float) -> list[Cluster]:
-    """One ``[[clusters]]`` entry → its cluster(s) (one per orbit)."""
-    crystal = spec.crystal
+def build_clusters(crystal, sg: SpaceGroup, cs: ClusterSpec, symprec: float) -> list[Cluster]:
+    """One ``[[clusters]]`` entry → its cluster(s) (one per orbit) in the reference crystal."""
     if cs.kind == "pairs":
         return select_pairs(crystal, sg, cs.max_length, cs.count, cs.name)
     if cs.kind == "triplets":
@@ -103,6 +119,6 @@ def transforms(problem: Problem) -> list:
     o = problem.options
     if problem.spec is None:  # free cluster: sigma relative to its shortest pair
         return [build_transform(c, o.metric, o.sigma, truncate=o.truncate) for c in problem.clusters]
-    sigma = o.sigma * problem.spec.crystal.nearest_neighbour_distance()
+    sigma = o.sigma * problem.crystal.nearest_neighbour_distance()
     return [build_transform(c, o.metric, sigma, sigma_is_fraction=False, truncate=o.truncate)
             for c in problem.clusters]

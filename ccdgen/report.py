@@ -66,6 +66,8 @@ def text_table(problem, reports: list[dict]) -> str:
     if problem.spacegroup is not None:
         sg = problem.spacegroup
         lines.append(f"space group: {sg.international} (No. {sg.number}), {len(sg.rotations)} operations")
+        if problem.symmetrize_shift > 1e-9:
+            lines.append(f"reference crystal symmetrized exactly (largest change {problem.symmetrize_shift:.2g} Å)")
     o = problem.options
     lines.append(f"metric: {o.metric}   sigma: {o.sigma}   truncate: {o.truncate}")
     lines.append("")

@@ -136,7 +136,7 @@ def parse_cluster(d: dict, k: int) -> ClusterSpec:
     if kind not in CLUSTER_KINDS:
         raise SpecError(f"{where}.kind: unknown kind {kind!r}", fix=f"use one of {', '.join(CLUSTER_KINDS)}")
     d = dict(d)
-    d.setdefault("name", {"pairs": "pair", "triplets": "triplet", "polyhedron": "poly", "sites": "cluster"}[kind] + (str(k) if k else ""))
+    d.setdefault("name", {"pairs": "pair", "triplets": "triplet", "polyhedron": "poly", "sites": "cluster"}[kind])
     need = {"pairs": ("max_length",), "triplets": ("max_length",), "polyhedron": ("center", "neighbors", "count"),
             "sites": ("sites",)}[kind]
     for key in need:

@@ -98,7 +98,7 @@ def test_space_group():
 
 def test_space_group_ops_map_crystal_onto_itself():
     p = example()
-    cr, sg = p.spec.crystal, p.spacegroup
+    cr, sg = p.crystal, p.spacegroup
     for k in range(len(sg.rotations)):
         img = cr.frac @ sg.rotations[k].T + sg.translations[k]
         expect = cr.frac[sg.site_map[k]] + sg.site_shift[k]
@@ -125,7 +125,7 @@ def test_cluster_group_and_orbit(name):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_orbit_members_are_congruent_and_distinct(name):
     c = by_name(example())[name]
-    cr = example().spec.crystal
+    cr = example().crystal
     keys = set()
     for member in c.orbit:
         pos = cr.cartesian(cr.frac[member[:, 0]] + member[:, 1:])
@@ -140,7 +140,7 @@ def test_embedded_operations_are_crystal_symmetries(name):
     """Every (R, perm) of the cluster group, as the affine map x -> R (x - c) + c, maps the
     cluster onto itself with that permutation and the whole crystal onto itself."""
     p = example()
-    cr = p.spec.crystal
+    cr = p.crystal
     c = by_name(p)[name]
     centre = c.positions.mean(axis=0)
     a = cr.cell
@@ -179,7 +179,7 @@ def test_embedded_group_is_subgroup_of_free_group(name):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_in_supercell_geometry(name):
     p = example()
-    cr = p.spec.crystal
+    cr = p.crystal
     c = by_name(p)[name]
     sup = cr.to_atoms().repeat((2, 2, 2))
     atoms, images = c.in_supercell(n_basis=cr.n_basis, repeat=(2, 2, 2))
@@ -202,7 +202,7 @@ def test_in_supercell_geometry(name):
 def test_in_supercell_finds_every_bond():
     """pair1 clusters in a 2x2x2 supercell are exactly its Pb-Br nearest-neighbour bonds."""
     p = example()
-    cr = p.spec.crystal
+    cr = p.crystal
     sup = cr.to_atoms().repeat((2, 2, 2))
     i, j, shift = neighbor_list("ijS", sup, 0.5 * A0 + 0.01)
     sym = np.array(sup.get_chemical_symbols())
@@ -218,7 +218,7 @@ def test_in_supercell_finds_every_bond():
 def test_in_supercell_rejects_wrapping():
     p = example()
     with pytest.raises(ClusterError, match="wraps onto itself"):
-        by_name(p)["pair6"].in_supercell(p.spec.crystal.n_basis, (1, 1, 1))
+        by_name(p)["pair6"].in_supercell(p.crystal.n_basis, (1, 1, 1))
 
 
 def test_free_cluster_has_no_supercell():
@@ -233,7 +233,7 @@ def test_free_cluster_has_no_supercell():
 # ------------------------------------------------------------------ other inputs
 @pytest.mark.parametrize("fname, fmt", [("POSCAR", "vasp"), ("structure.cif", "cif")])
 def test_structure_files_give_same_groups(tmp_path, fname, fmt):
-    atoms = example().spec.crystal.to_atoms()
+    atoms = example().crystal.to_atoms()
     atoms = atoms[::-1]  # a different basis order
     ase.io.write(tmp_path / fname, atoms, format=fmt)
     spec = tmp_path / "spec.toml"
@@ -244,7 +244,7 @@ def test_structure_files_give_same_groups(tmp_path, fname, fmt):
 
 
 def test_rotated_and_shifted_cell_gives_same_groups(tmp_path):
-    cr = example().spec.crystal
+    cr = example().crystal
     q = random_rotation(np.random.default_rng(3))
     cell = cr.cell @ q.T  # rotate every lattice vector
     frac = cr.frac + np.array([0.13, 0.31, 0.07])  # and move the origin
@@ -264,10 +264,59 @@ def test_rotated_and_shifted_cell_gives_same_groups(tmp_path):
 def test_non_cubic_setting_same_orders(tmp_path):
     """A rhombohedral-looking (non-conventional) cell of the same crystal: a supercell
     basis (a, b, a+b+c) is still Pm-3m with the same cluster groups."""
-    cr = example().spec.crystal
+    cr = example().crystal
     m = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 1]])  # det 1: same lattice
     cell = m @ cr.cell
     frac = cr.frac @ np.linalg.inv(m)  # same Cartesian positions
     p = load(inline_spec(tmp_path, cell, cr.species, frac))
     assert p.spacegroup.number == 221
     assert fingerprint(p) == fingerprint(example())
+
+
+# ----------------------------------------------- non-ideal (relaxed / rounded) reference crystals
+def _noisy_spec(tmp_path, noise=2e-4, seed=0):
+    from ase import Atoms
+    from ase.io import write
+
+    rng = np.random.default_rng(seed)
+    a = 5.9436
+    cell = np.eye(3) * a + noise * rng.standard_normal((3, 3))
+    frac = np.array([[0, 0, 0], [.5, 0, 0], [0, .5, 0], [0, 0, .5], [.5, .5, .5]])
+    frac = frac + noise * rng.standard_normal((5, 3)) / a
+    write(tmp_path / "POSCAR", Atoms(["Pb", "Br", "Br", "Br", "Cs"], scaled_positions=frac, cell=cell, pbc=True),
+          format="vasp")
+    spec = tmp_path / "ccdgen.toml"
+    spec.write_text('[crystal]\nfile = "POSCAR"\n\n[[clusters]]\nname = "PbBr6"\nkind = "polyhedron"\n'
+                    'center = "Pb"\nneighbors = "Br"\ncount = 6\n\n[[clusters]]\nkind = "pairs"\ncount = 2\n'
+                    'max_length = 5.0\n')
+    return spec
+
+
+def test_noisy_crystal_is_symmetrized_exactly(tmp_path):
+    from ccdgen.ccd.transform import build_transform
+    from ccdgen.pipeline import load
+
+    p = load(_noisy_spec(tmp_path), symprec=1e-2)
+    assert p.spacegroup.international == "Pm-3m"
+    assert 0 < p.symmetrize_shift < 2e-3
+    octa = next(c for c in p.clusters if c.name == "PbBr6")
+    assert (octa.group.schoenflies, octa.group.order) == ("Oh", 48)
+    r = octa.group.rotations
+    np.testing.assert_allclose(np.einsum("gij,gkj->gik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
+    # equivalent pairs have exactly equal reference lengths, so Γ commutes with C exactly
+    t = build_transform(octa)
+    cis = t.r0[np.isclose(t.r0, t.r0.min(), rtol=1e-3)]
+    assert np.ptp(cis) < 1e-12
+    # the operations map the symmetrized crystal onto itself
+    x = octa.positions - octa.positions.mean(axis=0)
+    for g in range(octa.group.order):
+        np.testing.assert_allclose(x @ r[g].T, x[octa.group.permutations[g]], atol=1e-10)
+
+
+def test_noisy_crystal_with_tight_tolerance_finds_a_subgroup(tmp_path):
+    from ccdgen.pipeline import load
+
+    p = load(_noisy_spec(tmp_path), symprec=1e-3)
+    assert len(p.spacegroup.rotations) < 48  # the noise exceeds symprec: a subgroup, still exact
+    r = p.clusters[0].group.rotations
+    np.testing.assert_allclose(np.einsum("gij,gkj->gik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)

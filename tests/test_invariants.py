@@ -58,7 +58,7 @@ def transform(case: str, metric: str = "exp"):
     if metric == "exp":
         return {t.cluster.name: t for t in transforms(example())}[name]
     c = {c.name: c for c in example().clusters}[name]
-    sigma = 0.15 * example().spec.crystal.nearest_neighbour_distance()
+    sigma = 0.15 * example().crystal.nearest_neighbour_distance()
     return build_transform(c, metric, sigma, sigma_is_fraction=False)
 
 

@@ -12,6 +12,7 @@ def add_source_arguments(p) -> None:
                    help="override sigma (fraction of the nearest-neighbour distance)")
     p.add_argument("--truncate", default=None,
                    help="'auto' (3N-6), an integer, or 'none' (keep every CCD)")
+    p.add_argument("--symprec", type=float, default=None, help="override the symmetry tolerance (Å)")
     p.add_argument("--cluster", action="append", default=None,
                    help="only these clusters (repeatable)")
 
@@ -20,7 +21,7 @@ def overrides(args) -> dict:
     t = args.truncate
     if t is not None:
         t = False if t.lower() in ("none", "false", "all") else ("auto" if t == "auto" else int(t))
-    return {"metric": args.metric, "sigma": args.sigma, "truncate": t}
+    return {"metric": args.metric, "sigma": args.sigma, "truncate": t, "symprec": args.symprec}
 
 
 def load_problem(args):

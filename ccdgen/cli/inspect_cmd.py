@@ -49,7 +49,8 @@ def run(args) -> int:
         doc = {"source": problem.source, "clusters": reports}
         if problem.spacegroup is not None:
             doc["space_group"] = {"symbol": problem.spacegroup.international,
-                                  "number": problem.spacegroup.number}
+                                  "number": problem.spacegroup.number,
+                                  "symmetrize_shift_angstrom": problem.symmetrize_shift}
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return 0
     print(text_table(problem, reports))

@@ -98,6 +98,39 @@ def space_group(crystal, symprec: float = 1e-3) -> SpaceGroup:
                       np.array(crystal.cell))
 
 
+def symmetrize_crystal(crystal, sg: SpaceGroup):
+    """The crystal made exactly symmetric under its space group, in the user's setting.
+
+    Relaxed or rounded structures are symmetric only to ``symprec``; the reference of a
+    CCD model must be exactly symmetric (equivalent pairs need equal ``r0``, and the
+    Cartesian operations must be exactly orthogonal).  The lattice metric ``G = A Aᵀ`` is
+    averaged over the operations (``Wᵀ G W``) and the new lattice is the one with that
+    metric closest to the old (same orientation); each site is replaced by the average
+    of its pulled-back images.  Returns ``(crystal, max_shift_Å)``.
+    """
+    from ..geometry.structure import Crystal
+
+    a = crystal.cell
+    n_ops = len(sg.rotations)
+    g = a @ a.T
+    g_sym = sum(w.T @ g @ w for w in sg.rotations) / n_ops
+    low = np.linalg.cholesky(g_sym)  # rows: a lattice with metric g_sym
+    u, _, vt = np.linalg.svd(low.T @ a)
+    a_new = low @ (u @ vt)  # closest to the old lattice among those with metric g_sym
+    frac = crystal.frac
+    acc = np.zeros_like(frac)
+    for k in range(n_ops):
+        w_inv = np.linalg.inv(sg.rotations[k])
+        for b in range(crystal.n_basis):
+            bp = sg.site_map[k, b]
+            pulled = w_inv @ (frac[bp] + sg.site_shift[k, b] - sg.translations[k])
+            acc[b] += pulled - np.rint(pulled - frac[b])
+    frac_new = acc / n_ops
+    shift = max(float(np.abs(a_new - a).max()),
+                float(np.linalg.norm((frac_new - frac) @ a_new, axis=1).max()))
+    return Crystal.from_arrays(a_new, crystal.species, frac_new, "symmetrized crystal"), shift
+
+
 def canonical(sites: np.ndarray) -> np.ndarray:
     """Canonical representative of a cluster up to lattice translations and site order.
 

@@ -320,3 +320,19 @@ def test_noisy_crystal_with_tight_tolerance_finds_a_subgroup(tmp_path):
     assert len(p.spacegroup.rotations) < 48  # the noise exceeds symprec: a subgroup, still exact
     r = p.clusters[0].group.rotations
     np.testing.assert_allclose(np.einsum("gij,gkj->gik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
+
+
+def test_yaml_spec_equals_toml_spec(tmp_path):
+    import tomllib
+
+    import yaml
+
+    from ccdgen.pipeline import load
+
+    data = tomllib.loads(EXAMPLE.read_text())
+    path = tmp_path / "ccdgen.yaml"
+    path.write_text(yaml.safe_dump(data))
+    a, b = load(EXAMPLE), load(path)
+    assert [(c.name, c.group.order, c.species) for c in a.clusters] == \
+        [(c.name, c.group.order, c.species) for c in b.clusters]
+    assert a.options == b.options

@@ -30,7 +30,7 @@ def plot_modes(t: CCDTransform, path, truncated: bool = False, arrow_scale: floa
     x = t.cluster.positions - t.cluster.positions.mean(axis=0)
     extent = max(float(np.ptp(x, axis=0).max()), 1e-6)
     k = len(pats)
-    ncol = min(k, 5)
+    ncol = min(k, max(3, int(np.ceil(np.sqrt(k)))))
     nrow = int(np.ceil(k / ncol))
     fig = plt.figure(figsize=(3.0 * ncol, 3.1 * nrow))
     species = list(dict.fromkeys(t.cluster.species))

@@ -144,8 +144,7 @@ class CompiledCluster:
         return self.transform.cluster.positions
 
     def _tables(self):
-        m = self.module
-        return m.PAIRS, m.R0, m.PROJ, m.PID, m.SID, m.VAR, m.FEATURE, m.SCALE
+        return self.ir.kernel_arguments()
 
     def _check_output(self, x, *arrays):
         if all(np.all(np.isfinite(a)) for a in arrays):
@@ -173,7 +172,7 @@ class CompiledCluster:
         x = check_coordinates(coords, self.n_sites)
         out = np.empty((len(x), self.n_features))
         jac = np.empty((len(x), self.n_features, self.n_sites, 3))
-        _run(self.module.jacobian_kernel, len(x), x, out, jac, *self._tables(), self.module.MON_VARS)
+        _run(self.module.jacobian_kernel, len(x), x, out, jac, *self._tables(), self.ir.mon_vars)
         self._check_output(x, out, jac)
         return out, jac
 
@@ -231,8 +230,8 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
     """Render (or fetch from the cache), import and JIT-compile the kernels for ``ir``."""
     t0 = time.perf_counter()
     parts = {
-        "stage": "kernel/1",
-        "ir": ir.signature(),
+        "stage": "kernel/2",
+        "code": ir.code_signature(),  # sizes + metric: the tables are arguments, not code
         "template": template_hash(KERNEL_TEMPLATE),
         "env": environment_fingerprint(),
         "tile": options.tile,
@@ -240,9 +239,12 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
 
     def build(tmp: Path) -> dict:
         (tmp / "kernel.py").write_text(render_kernel(ir, options.tile))
-        return {"cluster": ir.name, "n_features": ir.n_features}
+        return {"first_cluster": ir.name, "shape": ir.code_shape()}
 
-    entry = get_or_build(CACHE_KIND, parts, build, describe=f"{ir.name}: {ir.n_features} features")
+    shape = ir.code_shape()
+    describe = (f"{shape['n_sites']} sites, {shape['n_features']} features, {shape['metric']}"
+                f"{', projected' if shape['has_projection'] else ''} (first built for {ir.name})")
+    entry = get_or_build(CACHE_KIND, parts, build, describe=describe)
     t1 = time.perf_counter()
     mod = _load_module(entry.file("kernel.py"), entry.meta["key"])
     cc = CompiledCluster(ir, mod, entry.file("kernel.py"), entry.meta["key"], entry.hit)

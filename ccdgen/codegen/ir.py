@@ -81,6 +81,23 @@ class KernelIR:
         h.update(b"none" if self.projection is None else np.ascontiguousarray(self.projection).tobytes())
         return h.hexdigest()
 
+    def code_shape(self) -> dict:
+        """What the generated code depends on: sizes, metric, projection (not the tables)."""
+        return {"n_sites": self.n_sites, "n_pairs": self.n_pairs, "n_features": self.n_features,
+                "n_monomials": self.n_monomials, "n_inner": self.n_inner, "n_internal": self.n_internal,
+                "max_degree": int(self.mon_vars.shape[1]), "metric": self.metric,
+                "has_projection": self.projection is not None}
+
+    def code_signature(self) -> str:
+        """SHA-256 of :meth:`code_shape`: clusters with equal shapes share kernel code."""
+        text = IR_VERSION + "|" + "|".join(f"{k}={v}" for k, v in sorted(self.code_shape().items()))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def kernel_arguments(self) -> tuple:
+        """The tables passed to the kernels, in their argument order (read-only arrays)."""
+        proj = self.projection if self.projection is not None else np.zeros((1, 1))
+        return (self.pairs, self.r0, proj, self.pid, self.sid, self.var, self.feature, self.scale)
+
     def flops(self) -> dict:
         """Rough floating-point operation counts per cluster (for the benchmark's bound)."""
         m, k = self.n_pairs, self.n_monomials

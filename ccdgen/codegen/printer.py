@@ -1,13 +1,11 @@
-"""A strict printer for the expressions and tables that go into generated code.
+"""A strict printer for the expressions that go into generated code.
 
 * :class:`StrictPrinter` — SymPy's Python code printer with ``math.`` functions that
   raises on anything it cannot print exactly (no silent "# Not supported" comments).
-* :func:`emit_array` — a NumPy array as a literal with exactly round-tripping floats.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import sympy as sp
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 from sympy.printing.pycode import PythonCodePrinter
@@ -54,20 +52,3 @@ def metric_code(name: str) -> tuple[str, str]:
     s = sp.Symbol("s", positive=True)
     f = get_metric(name).symbolic(s)
     return print_expr(f), print_expr(sp.diff(f, s))
-
-
-def emit_array(name: str, arr: np.ndarray, per_line: int = 16) -> str:
-    """``NAME = np.array([...], dtype=...).reshape(shape)`` with exact float repr."""
-    a = np.asarray(arr)
-    if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)):
-            raise InternalError(f"table {name} contains non-finite values")
-        items, dtype = [repr(float(v)) for v in a.ravel()], "np.float64"
-    elif a.dtype.kind in "iu":
-        items, dtype = [str(int(v)) for v in a.ravel()], "np.int64"
-    else:
-        raise InternalError(f"cannot emit array {name} of dtype {a.dtype}")
-    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
-    body = ",\n    ".join(lines)
-    shape = tuple(int(s) for s in a.shape)
-    return f"{name} = np.array([\n    {body}\n], dtype={dtype}).reshape({shape})"

@@ -62,34 +62,19 @@ def render(name: str, context: dict) -> str:
 
 
 def kernel_context(ir: KernelIR, tile: int) -> dict:
-    """Everything :data:`KERNEL_TEMPLATE` needs, printed by the strict printer."""
-    from .printer import emit_array, metric_code  # SymPy: only when code is generated
+    """Everything :data:`KERNEL_TEMPLATE` needs: the code shape and the metric, printed by
+    the strict printer.  The cluster's tables are kernel arguments, not part of the code."""
+    from .printer import metric_code  # SymPy: only when code is generated
 
     value, deriv = metric_code(ir.metric)
-    tables = [
-        emit_array("PAIRS", ir.pairs), emit_array("R0", ir.r0),
-        emit_array("PROJ", ir.projection if ir.projection is not None else [[0.0]]),
-        emit_array("PID", ir.pid), emit_array("SID", ir.sid),
-        emit_array("VAR", ir.var), emit_array("FEATURE", ir.feature),
-        emit_array("SCALE", ir.scale), emit_array("MON_VARS", ir.mon_vars),
-    ]
+    shape = ir.code_shape()
     return {
         "ccdgen_version": __version__,
         "template_name": KERNEL_TEMPLATE,
-        "name": ir.name,
-        "n_sites": ir.n_sites,
-        "n_pairs": ir.n_pairs,
-        "n_features": ir.n_features,
-        "n_monomials": ir.n_monomials,
-        "n_internal": ir.n_internal,
-        "n_inner": ir.n_inner,
-        "max_degree": int(ir.mon_vars.shape[1]),
-        "metric": ir.metric,
-        "ir_signature": ir.signature(),
+        **{k: shape[k] for k in ("n_sites", "n_pairs", "n_features", "n_monomials", "n_internal", "n_inner",
+                                 "max_degree", "metric", "has_projection")},
+        "code_signature": ir.code_signature(),
         "tile": int(tile),
-        "has_projection": ir.projection is not None,
-        "feature_names": repr(tuple(ir.feature_names)),
-        "tables": "\n".join(tables),
         "metric_value": value,
         "metric_derivative": deriv,
     }

@@ -3,10 +3,11 @@
     CCDTransform + InvariantBasis --lower--> KernelIR --render--> kernel.py (cache entry)
                                                         --import + JIT--> CompiledCluster
 
-The cache key is everything that changes the code and nothing else: the IR signature,
-the template's hash, the ccdgen/numba/numpy versions and Python ABI, and the code
-options (``tile``, ``parallel``).  Numba's own on-disk cache (``cache=True``) sits next to
-``kernel.py``, so a second process pays neither code generation nor JIT compilation.
+The cache key is everything that changes the code and nothing else: the IR's code
+signature (sizes and metric — the cluster's tables are kernel arguments, so clusters of
+equal shape share a module), the template's hash, the ccdgen/numba/numpy versions and
+Python ABI, and the code option ``tile``.  Numba's own on-disk cache (``cache=True``) sits
+next to ``kernel.py``, so a second process pays neither code generation nor JIT compilation.
 """
 
 from __future__ import annotations

@@ -619,3 +619,53 @@ def test_cli_inspect_order_in_pairs():
     for name in ("triplet_d1_1", "triplet_d2_4", "pair1_d1_1", "pair1_d2_1"):
         assert f"{name} = " in out
     assert "ε(" in out and "(1/" in out
+
+
+# ------------------------------------------------ the irrep-ordered display basis
+def _poly_at(rows, eta):
+    """Evaluate {eta index tuple: coefficient} rows at eta (n, k) → (n, len(rows))."""
+    return np.stack([sum(c * np.prod(eta[:, list(idx)], axis=1) for idx, c in row.items()) for row in rows], 1)
+
+
+@pytest.mark.parametrize("case,degree,truncated", [("free:octahedron", 2, False), ("free:octahedron", 3, False),
+                                                   ("free:octahedron", 4, True), ("free:tetrahedron", 4, False),
+                                                   ("CsPbBr3:triplet", 3, False), ("free:square", 3, False)])
+def test_irrep_ordered_basis_spans_the_same_invariants(case, degree, truncated):
+    from ccdgen.invariants.display import irrep_ordered_basis
+
+    t, b = transform(case), basis(case, degree, truncated)
+    rows, trans, names = irrep_ordered_basis(b, t, degree)
+    assert len(rows) == len(names) == b.per_degree[degree] == b.molien[degree]
+    rng = np.random.default_rng(degree)
+    eps, eta = random_eps(t, truncated, 40, rng)
+    k = eta.shape[1]
+    # rows are T @ (the compiled functions of this degree), as polynomials in the CCDs
+    of_degree = b.degrees == degree
+    np.testing.assert_allclose(_poly_at(rows, eta), b.evaluate(eps)[:, of_degree] @ trans.T, rtol=1e-8, atol=1e-10)
+    # ... invariant under every D(g) of the CCDs used, and each row leads with its own monomial
+    d = t.D()[:, :k, :k]
+    for g in range(0, len(d), max(1, len(d) // 12)):
+        np.testing.assert_allclose(_poly_at(rows, eta @ d[g].T), _poly_at(rows, eta), rtol=1e-8, atol=1e-10)
+    leads = [min(r, key=lambda idx: list(r).index(idx)) for r in rows]
+    assert len(set(leads)) == len(leads)
+
+
+def test_irrep_ordered_basis_degree_2_of_the_octahedron_is_sums_of_squares():
+    from ccdgen.invariants.display import irrep_ordered_basis
+
+    t, b = transform("free:octahedron"), basis("free:octahedron", 2, True)
+    rows, _, names = irrep_ordered_basis(b, t, 2)
+    squares = {n: r for n, r in zip(names, rows) if n.endswith("²") and "·" not in n}
+    assert {"T1u²", "T2g²", "T2u²"} <= set(squares)
+    for n in ("T1u²", "T2g²", "T2u²"):  # Σ_k η_k² over the three components, coefficient 1
+        assert len(squares[n]) == 3 and all(abs(c - 1) < 1e-9 for c in squares[n].values())
+
+
+def test_cli_irrep_basis(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ccdgen.cli.main", "inspect", str(EXAMPLE), "--order", "2",
+                        "--basis", "irreps", "--cluster", "PbBr6", "--json"],
+                       capture_output=True, text=True, env={**os.environ}, check=True)
+    inv = json.loads(r.stdout)["clusters"][0]["invariants"]
+    assert [row["degree"] for row in inv["irrep_basis"]].count(2) == inv["per_degree"]["2"]
+    assert any(row["content"] == "T1u²" and row["ccd"] == "η[T1u,1]**2 + η[T1u,2]**2 + η[T1u,3]**2"
+               for row in inv["irrep_basis"])

@@ -22,6 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--in", dest="variables", choices=("ccd", "pairs"), default="ccd",
                    help="write basis functions in CCD symbols (default) or pair metrics with site labels")
     p.add_argument("--expand", action="store_true", help="with --in pairs: write whole orbit sums")
+    p.add_argument("--basis", choices=("orbits", "irreps"), default="orbits",
+                   help="orbits: the compiled basis (Reynolds orbit averages, default); irreps: a "
+                   "reduced basis of the same span in CCDs, ordered by irrep content (display "
+                   f"only, degree ≤ 4)")
     p.add_argument("--exact", action="store_true",
                    help="also print the exact (SymPy) rows of V where symmetry fixes them")
 
@@ -44,6 +48,8 @@ def run(args) -> int:
         bases.append(b)
         r["invariants"] = basis_report(b, t, "pretty", functions=show_functions and as_json,
                                        expand_pairs=args.expand)
+        if show_functions and args.basis == "irreps":
+            r["invariants"]["irrep_basis"] = _irrep_rows(b, t, "latex" if args.format == "latex" else "pretty")
         reports.append(r)
     if as_json:
         doc = {"source": problem.source, "clusters": reports}
@@ -59,7 +65,13 @@ def run(args) -> int:
         cells = "  ".join(f"d{d}: {n}/{m}" for d, n, m in molien_table(b))
         used = f"truncated {b.truncated} CCDs" if b.truncated else f"all {t.n_ccd} CCDs"
         print(f"  {t.cluster.name:<10} {b.n_features:>6} functions ({used})   {cells}")
-    if show_functions:
+    if show_functions and args.basis == "irreps":
+        for t, b, r in zip(ts, bases, reports):
+            print(f"\n{t.cluster.name}: invariants in CCDs by irrep content (same span as the compiled "
+                  "basis; row = Σ_f T[row, f] φ_f)")
+            for row in r["invariants"]["irrep_basis"]:
+                print(f"  d{row['degree']} [{row['content']}] = {row['ccd']}")
+    elif show_functions:
         style = args.format
         for t, b in zip(ts, bases):
             print(f"\n{t.cluster.name}: basis functions "
@@ -74,6 +86,19 @@ def run(args) -> int:
     if args.exact:
         _print_exact(ts)
     return 0
+
+
+def _irrep_rows(b, t, style: str) -> list[dict]:
+    from ..invariants.display import MAX_CCD_DEGREE, irrep_ordered_basis, poly_expr, render
+
+    out = []
+    for d in range(1, min(b.max_degree, MAX_CCD_DEGREE) + 1):
+        rows, trans, names = irrep_ordered_basis(b, t, d)
+        for row, comb, name in zip(rows, trans, names):
+            out.append({"degree": d, "content": name,
+                        "ccd": render(poly_expr(row, t, b.truncated or t.n_ccd, style), style),
+                        "combination": [float(f"{v:.12g}") for v in comb]})
+    return out
 
 
 def _print_exact(ts) -> None:

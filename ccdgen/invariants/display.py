@@ -93,6 +93,84 @@ def ccd_form(basis: InvariantBasis, t: CCDTransform, f: int, style: str = "prett
     return expr
 
 
+def irrep_content(t: CCDTransform, idx) -> str:
+    """The irreps of an eta monomial, e.g. ``T1u²·A1g`` (blocks in eigenvalue order)."""
+    names = []
+    for i in idx:
+        label, copy, _ = t.ccd_labels[i]
+        names.append(label + (f"({copy})" if copy else ""))
+    counts = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    sup = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+    return "·".join(n + (str(c).translate(sup) if c > 1 else "") for n, c in counts.items())
+
+
+def irrep_ordered_basis(basis: InvariantBasis, t: CCDTransform, degree: int, tol: float = 1e-9):
+    """A basis of the same degree-``degree`` invariants, reduced and ordered by irrep content.
+
+    Writes every basis function of that degree in the CCDs (:func:`ccd_coefficients`),
+    orders the eta monomials by the blocks they involve (largest-variance blocks first) and
+    brings the coefficient matrix to reduced row echelon form, so that each function starts
+    with its own leading monomial with coefficient 1 and no other function contains it.
+    Display only: row ``g`` equals ``Σ_f T[g, f] phi_f`` of the compiled basis.
+
+    Returns ``(rows, T, names)``: rows as ``{eta index tuple: coefficient}``, T (n, n_d), and
+    the irrep content of each leading monomial.
+    """
+    fs = [f for f in range(basis.n_features) if basis.degrees[f] == degree]
+    coeffs = [ccd_coefficients(basis, t, f) for f in fs]
+    block = {i: k for k, b in enumerate(t.blocks) for i in range(b.start, b.stop)}
+    cols = sorted(set().union(*coeffs), key=lambda idx: (tuple(sorted(block[i] for i in idx)), idx))
+    col_of = {c: j for j, c in enumerate(cols)}
+    a = np.zeros((len(fs), len(cols)))
+    for r, cf in enumerate(coeffs):
+        for idx, v in cf.items():
+            a[r, col_of[idx]] = v
+    trans = np.eye(len(fs))
+    scale = np.abs(a).max(initial=1.0)
+    pivot_row = 0
+    for j in range(len(cols)):
+        if pivot_row == len(fs):
+            break
+        p = pivot_row + int(np.argmax(np.abs(a[pivot_row:, j])))
+        if abs(a[p, j]) <= tol * scale:
+            continue
+        a[[pivot_row, p]], trans[[pivot_row, p]] = a[[p, pivot_row]], trans[[p, pivot_row]]
+        piv = a[pivot_row, j]
+        a[pivot_row] /= piv
+        trans[pivot_row] /= piv
+        for r in range(len(fs)):
+            if r != pivot_row and a[r, j] != 0.0:
+                f = a[r, j]
+                a[r] -= f * a[pivot_row]
+                trans[r] -= f * trans[pivot_row]
+        pivot_row += 1
+    rows, names = [], []
+    for r in range(pivot_row):
+        keep = np.abs(a[r]) > tol * max(1.0, np.abs(a[r]).max())
+        rows.append({cols[j]: float(a[r, j]) for j in np.flatnonzero(keep)})
+        names.append(irrep_content(t, cols[int(np.flatnonzero(keep)[0])]))
+    return rows, trans[:pivot_row], names
+
+
+def _nice_number(c: float, digits: int):
+    """Small rationals and simple radicals exactly (1, -1/2, √2/2 ...), else a Float."""
+    from ..ccd.exact import exact_number
+
+    e = exact_number(c)
+    if e is not None and ((e.is_Rational and e.q <= 12 and abs(e.p) <= 24) or
+                          (not e.is_Rational and sp.count_ops(e) <= 4)):
+        return e
+    return sp.Float(c, digits)
+
+
+def poly_expr(coeffs: dict, t: CCDTransform, n_ccd: int, style: str = "pretty", digits: int = 4):
+    """``{eta index tuple: coefficient}`` as a SymPy polynomial in the CCD symbols."""
+    syms = ccd_symbols(t, n_ccd, style)
+    return sp.Add(*[_nice_number(c, digits) * sp.Mul(*[syms[i] for i in idx]) for idx, c in coeffs.items()])
+
+
 def render(expr, style: str) -> str:
     if expr is None:
         return f"(degree > {MAX_CCD_DEGREE}: shown in pair metrics only)"

@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	mkdir -p $(OUT)
 	$(BIN)/ccdgen inspect $(SPEC)
-	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6
+	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --basis irreps
 	$(BIN)/ccdgen inspect $(SPEC) --order 4 --json > $(OUT)/inspect.json
-	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --cluster triplet --format latex > $(OUT)/invariants_order2.tex
+	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --cluster triplet --format latex --basis irreps > $(OUT)/invariants_order2.tex
 	$(BIN)/ccdgen modes $(SPEC) --cluster PbBr6 --cluster triplet -o $(OUT)/modes
 	$(BIN)/ccdgen modes examples/clusters/tetrahedron.xyz -o $(OUT)/modes
 	$(BIN)/ccdgen compile $(SPEC) --order 4

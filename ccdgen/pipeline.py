@@ -19,8 +19,6 @@ from .errors import SpecError
 from .spec import ClusterSpec, Options, Spec, load_spec
 from .symmetry.spacegroup import SpaceGroup, locate_site, space_group, symmetrize_crystal
 
-STAGES = ("load", "symmetry", "ccd", "invariants", "codegen")
-
 FREE_FORMATS = (".xyz",)
 
 

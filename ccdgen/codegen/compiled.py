@@ -145,7 +145,7 @@ class CompiledCluster:
         return self.transform.cluster.positions
 
     def _tables(self):
-        return self.ir.kernel_arguments()
+        return self.ir.kernel_arguments
 
     def _check_output(self, x, *arrays):
         if all(np.all(np.isfinite(a)) for a in arrays):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -93,6 +94,7 @@ class KernelIR:
         text = IR_VERSION + "|" + "|".join(f"{k}={v}" for k, v in sorted(self.code_shape().items()))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    @cached_property
     def kernel_arguments(self) -> tuple:
         """The tables passed to the kernels, in their argument order (read-only arrays)."""
         proj = self.projection if self.projection is not None else np.zeros((1, 1))

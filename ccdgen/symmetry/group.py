@@ -13,7 +13,7 @@ conjugacy classes) is derived on demand and cached on the frozen instance.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -58,7 +58,6 @@ class PointGroup:
     permutations: np.ndarray
     schoenflies: str = "?"
     hermann_mauguin: str = "?"
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_operations(cls, rotations, permutations, label: bool = True) -> "PointGroup":

@@ -53,6 +53,26 @@ class InputArrayError(CCDGenError):
     """Arrays passed to an evaluator have the wrong shape, dtype or non-finite values."""
 
 
+class MappingError(CCDGenError):
+    """A configuration does not map onto the reference crystal.
+
+    Raised for: wrong atom counts or species, an atom too far from every reference site,
+    a cell that is no integer supercell of the reference, two atoms claiming one site,
+    a strain too large to tell the supercell.  Messages name the frame and the atom.
+    """
+
+
+class DataError(CCDGenError):
+    """A dataset is unusable: unreadable file, NaN or missing energies, forces or stress
+    of the wrong shape, mixed species, duplicate frames.  Messages name the frame index."""
+
+
+class ModelError(CCDGenError):
+    """A model cannot be built, trained, saved or loaded as asked: a checkpoint that does
+    not match its spec, features of another featurizer, an interrupted run that cannot
+    resume."""
+
+
 class InternalError(CCDGenError):
     """A check that can only fail because of a bug in ccdgen.  Please report it."""
 

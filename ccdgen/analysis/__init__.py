@@ -1,0 +1,1 @@
+"""Analysis: PES cuts, error statistics and plots."""

@@ -1,0 +1,1 @@
+"""Stage 5: crystals — map configurations onto the reference, enumerate supercell clusters, featurize."""

@@ -1,0 +1,1 @@
+"""Datasets: reading and validating labelled configurations, sampling and labelling."""

@@ -1,0 +1,1 @@
+"""Stage 6: energy models (torch / Lightning). Only this layer and the CLI import torch."""

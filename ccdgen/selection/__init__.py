@@ -1,0 +1,1 @@
+"""Model selection: cross-validated hyperparameter sweeps."""

@@ -13,6 +13,7 @@ running from a source checkout, else ``~/.cache/ccdgen``.  The location never ch
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,6 @@ from typing import Callable
 
 from filelock import FileLock
 
-from . import __version__
 from .errors import CCDGenError
 
 ENV_VAR = "CCDGEN_CACHE_DIR"
@@ -48,14 +48,15 @@ def cache_root() -> Path:
 
 
 def environment_fingerprint() -> dict:
-    """Versions that change derived artefacts or generated code."""
-    import numba
-    import numpy
+    """What, besides its source, changes the machine code compiled from a generated kernel:
+    the JIT (Numba, llvmlite), NumPy's ABI, the Python ABI and the CPU architecture.
+    (The ccdgen version is written into every generated source, so it is covered there.)"""
+    from importlib.metadata import version
 
     return {
-        "ccdgen": __version__,
-        "numpy": numpy.__version__,
-        "numba": numba.__version__,
+        "numpy": version("numpy"),
+        "numba": version("numba"),
+        "llvmlite": version("llvmlite"),
         "python": f"{sys.implementation.cache_tag}-{platform.machine()}",
     }
 
@@ -99,11 +100,31 @@ def get_or_build(kind: str, key_parts: dict, build: Callable[[Path], dict], desc
     """
     key = make_key(key_parts)
     root = cache_root() / kind
-    root.mkdir(parents=True, exist_ok=True)
     path = root / key
     meta = _verify(path)
     if meta is not None:
         return Entry(path, meta, True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return _build_locked(root, path, key, kind, key_parts, build, describe)
+    except PermissionError as exc:
+        raise _unwritable(root, exc) from None
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise _unwritable(root, exc) from None
+        raise
+
+
+def _unwritable(root: Path, exc: OSError) -> CCDGenError:
+    return CCDGenError(
+        f"cannot write to the cache folder {root}: {exc.strerror or exc}",
+        why="ccdgen stores derived invariant bases and generated kernels there (they are "
+        "rebuilt when missing, so nothing is lost)",
+        fix=f"make the folder writable, or set {ENV_VAR} to a writable folder "
+        f"(e.g. export {ENV_VAR}=$HOME/.cache/ccdgen)")
+
+
+def _build_locked(root: Path, path: Path, key: str, kind: str, key_parts: dict, build, describe: str) -> Entry:
     with FileLock(str(root / f"{key}.lock")):
         meta = _verify(path)  # someone else may have built it meanwhile
         if meta is not None:
@@ -124,6 +145,32 @@ def get_or_build(kind: str, key_parts: dict, build: Callable[[Path], dict], desc
     return Entry(path, meta, False)
 
 
+def jit_cache_ok(entry: Path) -> bool:
+    """True unless one of Numba's cache files next to a generated kernel (``__pycache__/
+    *.nbi|*.nbc``) cannot be read back.  A corrupt one is deleted and rebuilt when the
+    kernel is next loaded."""
+    import io
+    import pickletools
+
+    pyc = Path(entry) / "__pycache__"
+    if not pyc.is_dir():
+        return True
+    for p in sorted(pyc.iterdir()):
+        if p.suffix not in (".nbi", ".nbc"):
+            continue
+        try:  # parse the pickles' opcodes (without importing what they refer to)
+            stream = io.BytesIO(p.read_bytes())
+            for _ in range(2 if p.suffix == ".nbi" else 1):  # .nbi: version header + index
+                *_, (op, _, _) = pickletools.genops(stream)
+                if op.name != "STOP":
+                    return False
+            if stream.read():
+                return False
+        except Exception:
+            return False
+    return True
+
+
 def list_entries(kind: str | None = None) -> list[dict]:
     """Every entry (verified or not) with its kind, key, size and description."""
     root = cache_root()
@@ -133,9 +180,13 @@ def list_entries(kind: str | None = None) -> list[dict]:
             continue
         for e in sorted(p for p in kdir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             meta = _verify(e)
-            size = sum(f.stat().st_size for f in e.iterdir() if f.is_file())
-            out.append({"kind": kdir.name, "key": e.name, "ok": meta is not None, "bytes": size,
-                        "describe": (meta or {}).get("describe", "(corrupt or incomplete)"), "path": str(e)})
+            jit_ok = jit_cache_ok(e)
+            size = sum(f.stat().st_size for f in e.rglob("*") if f.is_file())
+            describe = (meta or {}).get("describe", "(corrupt or incomplete)")
+            if not jit_ok:
+                describe += " [Numba cache corrupt: rebuilt on next use]"
+            out.append({"kind": kdir.name, "key": e.name, "ok": meta is not None and jit_ok, "bytes": size,
+                        "describe": describe, "path": str(e)})
     return out
 
 

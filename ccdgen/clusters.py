@@ -50,6 +50,8 @@ class Cluster:
     sites : (n_sites, 4) int64 or None — (basis index, n1, n2, n3) for embedded clusters
     orbit : tuple of (n_sites, 4) int64 arrays or None — equivalent clusters per cell
     kind : str — "free", "pair", "triplet", "polyhedron" or "sites"
+    nn_distance : float or None, Å — the crystal's nearest-neighbour distance for an embedded
+        cluster (None for a free cluster); see :attr:`length_scale`
     """
 
     name: str
@@ -59,6 +61,7 @@ class Cluster:
     sites: Optional[np.ndarray] = None
     orbit: Optional[tuple] = None
     kind: str = "free"
+    nn_distance: Optional[float] = None
 
     @property
     def n_sites(self) -> int:
@@ -67,6 +70,15 @@ class Cluster:
     @property
     def n_pairs(self) -> int:
         return self.n_sites * (self.n_sites - 1) // 2
+
+    @property
+    def length_scale(self) -> float:
+        """The nearest-neighbour distance (Å) that ``sigma`` is a fraction of: the crystal's
+        for an embedded cluster, the cluster's shortest pair for a free one."""
+        if self.nn_distance is not None:
+            return float(self.nn_distance)
+        i, j = np.triu_indices(self.n_sites, 1)
+        return float(np.linalg.norm(self.positions[i] - self.positions[j], axis=1).min())
 
     @property
     def dimension(self) -> int:
@@ -89,6 +101,7 @@ class Cluster:
         h.update(np.round(self.positions, 8).tobytes())
         h.update("|".join(self.species).encode())
         h.update(self.group.signature().encode())
+        h.update(f"{self.length_scale:.12g}".encode())
         return h.hexdigest()
 
     def in_supercell(self, n_basis: int, repeat) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +139,8 @@ class Cluster:
 def free_cluster(positions, species, name: str = "cluster", symprec: float = 1e-3) -> Cluster:
     """A cluster given only by coordinates: its full point group from the geometry."""
     x, sp = validate_cluster_positions(positions, species, name)
-    return Cluster(check_name(name), sp, x, find_point_group(x, sp, symprec), kind="free")
+    group, exact = find_point_group(x, sp, symprec, return_positions=True)
+    return Cluster(check_name(name), sp, exact, group, kind="free")
 
 
 def embedded_cluster(crystal: Crystal, sg: SpaceGroup, sites, name: str, kind: str = "sites") -> Cluster:
@@ -148,7 +162,8 @@ def embedded_cluster(crystal: Crystal, sg: SpaceGroup, sites, name: str, kind: s
     pos = crystal.cartesian(crystal.frac[sites[:, 0]] + sites[:, 1:])
     species = tuple(crystal.species[b] for b in sites[:, 0])
     group = embedded_point_group(crystal, sg, sites)
-    return Cluster(check_name(name), species, pos, group, sites, tuple(orbit(sg, sites)), kind)
+    return Cluster(check_name(name), species, pos, group, sites, tuple(orbit(sg, sites)), kind,
+                   crystal.nearest_neighbour_distance())
 
 
 def _neighbours(crystal: Crystal, b: int, rmax: float) -> list[tuple[float, np.ndarray]]:

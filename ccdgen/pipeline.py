@@ -77,8 +77,18 @@ def _exact_reference(crystal, symprec: float):
 
 
 def _with_overrides(opts: Options, overrides: dict) -> Options:
+    from dataclasses import fields
+
     from .spec import parse_options
 
+    known = {f.name for f in fields(Options)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        raise SpecError(f"unknown option(s) {unknown}",
+                        fix=(f"did you mean {close[0]!r}? " if close else "") + f"options are: {', '.join(sorted(known))}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not overrides:
         return opts
@@ -115,8 +125,6 @@ def transforms(problem: Problem) -> list:
     from .ccd.transform import build_transform
 
     o = problem.options
-    if problem.spec is None:  # free cluster: sigma relative to its shortest pair
-        return [build_transform(c, o.metric, o.sigma, truncate=o.truncate) for c in problem.clusters]
-    sigma = o.sigma * problem.crystal.nearest_neighbour_distance()
-    return [build_transform(c, o.metric, sigma, sigma_is_fraction=False, truncate=o.truncate)
-            for c in problem.clusters]
+    # sigma is a fraction of each cluster's length scale: the crystal's nearest-neighbour
+    # distance for embedded clusters, the shortest pair for a free cluster
+    return [build_transform(c, o.metric, o.sigma, truncate=o.truncate) for c in problem.clusters]

@@ -376,10 +376,3 @@ def test_specific_characters():
         ct = g.character_table
         chi = ct.real_characters[ct.labels.index(lab)]
         assert chi[g.class_of[g.index_of(op)]] == pytest.approx(value), (name, lab)
-
-
-def test_mulliken_pure_function_matches_table():
-    group, _ = rotated_group("Oh")
-    ct = group.character_table
-    labels = mulliken_labels(group.rotations, ct.real_characters_per_element(group.class_of))
-    assert tuple(labels) == ct.labels

@@ -1,19 +1,25 @@
 """The CCD transform ``eta = Q eps`` (Eq. 6) built as in Appendix A.
 
 1. Correlation matrix ``C_pq = <eps_p eps_q>`` (Eq. 19) over an isotropic Gaussian of
-   site displacements (standard deviation ``sigma`` Å), by Monte Carlo with a fixed seed,
-   then made exactly G-symmetric: ``C <- (1/|G|) Σ_g Γ(g) C Γ(g)ᵀ`` (Eq. 22).
+   site displacements (standard deviation ``sigma`` Å), by deterministic quadrature
+   (:mod:`ccdgen.ccd.correlation`), exactly G-symmetric (Eq. 22).
 2. For each real irrep, the isotypic subspace (range of its character projector).  There
    ``C`` has ``m`` distinct eigenvalues, each ``d``-fold (``m`` copies of a ``d``-dim irrep).
    Each eigenspace is one invariant subspace: one block of CCDs labelled by the irrep.
    Inside a block the basis is canonical: Gram–Schmidt of the block projector applied to
    the unit pair vectors ``e_1, e_2, ...`` — the same basis the exact SymPy front end gives.
 3. ``Q = Λ^-1/2 Vᵀ`` (Eqs. 20-21): blocks sorted by eigenvalue, largest first, so that
-   ``Q C Qᵀ = I``.  The truncated set keeps the first ``3N - 6`` CCDs (Appendix A).
+   ``Q C Qᵀ = I``.  Eigenvalues within :data:`TIE_GAP` (relative) are tied; ties follow the
+   irrep's place in the character table, then the copy number, so the order is fixed on
+   every machine.  The truncated set keeps the first ``3N - 6`` CCDs (Appendix A).
+
+``sigma`` has one meaning everywhere: a fraction of the nearest-neighbour distance —
+the crystal's for an embedded cluster, the cluster's shortest pair for a free cluster
+(:attr:`ccdgen.clusters.Cluster.length_scale`).
 
 Where an irrep occurs once, symmetry alone fixes its subspace (``V`` is exact, see
 :mod:`ccdgen.ccd.exact`).  Where it repeats, the mixing of the copies comes from ``C``'s
-eigenvectors, i.e. from ``sigma``, the metric and the sampling.
+eigenvectors, i.e. from ``sigma`` and the metric.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ from ..errors import ClusterError, InternalError, SpecError
 from .metrics import PairMetric, get_metric
 from .representation import PairRepresentation
 
-#: Monte Carlo samples for the correlation matrix (Eq. 19).
-N_SAMPLES = 20000
+#: Blocks whose correlation eigenvalues differ by less than this (relative) are tied: their
+#: order follows the irrep's place in the character table, then the copy number.
+TIE_GAP = 1e-9
+#: Consecutive blocks closer than this (relative gap) are reported as near-degenerate.
+NEAR_DEGENERATE_GAP = 1e-3
 
 
 @dataclass(frozen=True)
@@ -134,23 +143,6 @@ def degrees_of_freedom(cluster: Cluster) -> int:
     return 3 * n - 5 if cluster.dimension == 1 else 3 * n - 6
 
 
-def correlation_matrix(cluster: Cluster, rep: PairRepresentation, metric: PairMetric,
-                       sigma: float, n_samples: int = N_SAMPLES, seed: int = 0) -> np.ndarray:
-    """G-symmetric ``C_pq = <eps_p eps_q>`` (Eq. 19) under ``u ~ N(0, sigma² I)``."""
-    rng = np.random.default_rng(seed)
-    x = cluster.positions[None] + sigma * rng.standard_normal((n_samples, cluster.n_sites, 3))
-    i, j = rep.pairs[:, 0], rep.pairs[:, 1]
-    r0 = np.linalg.norm(cluster.positions[i] - cluster.positions[j], axis=-1)
-    r = np.linalg.norm(x[:, i] - x[:, j], axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eps = metric.value(r / r0)
-    good = np.all(np.isfinite(eps), axis=1)
-    eps = eps[good]
-    c = eps.T @ eps / len(eps)
-    g = rep.matrices()
-    return np.einsum("gij,jk,glk->il", g, c, g, optimize=True) / rep.group.order
-
-
 def _canonical_basis(proj: np.ndarray, dim: int) -> np.ndarray:
     """Gram–Schmidt of ``proj @ e_p`` for p = 0, 1, ... until ``dim`` vectors (columns)."""
     vecs = []
@@ -169,54 +161,58 @@ def _canonical_basis(proj: np.ndarray, dim: int) -> np.ndarray:
 
 
 def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: float = 0.15,
-                    sigma_is_fraction: bool = True, truncate: int | str | None = "auto",
-                    n_samples: int = N_SAMPLES, seed: int = 0) -> CCDTransform:
+                    truncate: int | str | None = "auto") -> CCDTransform:
     """The CCD transform of a cluster.
 
     Parameters
     ----------
     metric : "linear" | "log" | "exp" | "inverse" or a PairMetric
-    sigma : float — displacement width; a fraction of the shortest reference pair length
-        of the cluster if ``sigma_is_fraction`` (paper: 0.10-0.25), else Å.
-    truncate : "auto" (3N - 6, or 3N - 5 collinear, rounded to whole blocks), an int
-        (must end on a block boundary), or None (keep all).
+    sigma : float — width of the Gaussian of site displacements for ``C`` (Eq. 19), as a
+        fraction of the cluster's nearest-neighbour length scale
+        (:attr:`~ccdgen.clusters.Cluster.length_scale`; paper: 0.10-0.25).
+    truncate : "auto" (3N - 6, or 3N - 5 collinear, rounded to whole blocks), an int (keep
+        that many CCDs, or all if the cluster has fewer; must end on a block boundary), or
+        None / False (keep all).
     """
+    from .correlation import correlation_matrix
+
     metric = metric if isinstance(metric, PairMetric) else get_metric(metric)
-    if not np.isfinite(sigma) or sigma <= 0:
-        raise SpecError(f"sigma must be > 0, got {sigma}",
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating)) or not np.isfinite(sigma) \
+            or sigma <= 0:
+        raise SpecError(f"sigma must be a finite number > 0, got {sigma!r}",
                         why="sigma is the width of the displacement distribution of Eq. (19)",
                         fix="use e.g. sigma = 0.15 (15 % of the nearest-neighbour distance)")
     rep = PairRepresentation.from_group(cluster.group)
     i, j = rep.pairs[:, 0], rep.pairs[:, 1]
     r0 = np.linalg.norm(cluster.positions[i] - cluster.positions[j], axis=-1)
-    sigma_a = float(sigma * r0.min() if sigma_is_fraction else sigma)
-    c = correlation_matrix(cluster, rep, metric, sigma_a, n_samples, seed)
+    sigma_a = float(sigma) * cluster.length_scale
+    c = correlation_matrix(cluster.positions, rep.pairs, rep.pair_perm, cluster.group.permutations, metric, sigma_a)
 
-    raw = []  # (eigenvalue, label, dim, basis columns)
+    raw = []  # (eigenvalue, irrep index, copy, label, dim, basis columns)
     for irrep in rep.irreps:
         proj = rep.projector(irrep.index)
         iso = _canonical_basis(proj, irrep.dim * irrep.multiplicity)
         if irrep.multiplicity == 1:
             lam = float(np.trace(iso.T @ c @ iso) / irrep.dim)
-            raw.append((lam, irrep.label, irrep.dim, iso, 0))
+            raw.append((lam, irrep.index, 0, irrep.label, irrep.dim, iso))
             continue
         w, u = np.linalg.eigh(iso.T @ c @ iso)
-        order = np.argsort(-w)
+        order = np.argsort(-w, kind="stable")
         w, u = w[order], u[:, order]
         for k in range(irrep.multiplicity):
             sl = slice(k * irrep.dim, (k + 1) * irrep.dim)
             spread = np.ptp(w[sl]) / max(abs(w[sl]).max(), 1e-300)
             if spread > 1e-6:
                 raise InternalError(f"eigenvalues of copy {k} of {irrep.label} are not degenerate: {w[sl]}")
-            if k + 1 < irrep.multiplicity and abs(w[sl][-1] - w[(k + 1) * irrep.dim]) < 1e-9 * abs(w[0]):
+            if k + 1 < irrep.multiplicity and abs(w[sl][-1] - w[(k + 1) * irrep.dim]) < TIE_GAP * abs(w[0]):
                 warnings.warn(f"{cluster.name}: two copies of {irrep.label} have the same correlation "
                               "eigenvalue; their split is arbitrary", stacklevel=2)
             sub = iso @ u[:, sl]
-            raw.append((float(w[sl].mean()), irrep.label, irrep.dim, _canonical_basis(sub @ sub.T, irrep.dim),
-                        k + 1))
-    raw.sort(key=lambda t: (-t[0], t[1], t[4]))
+            raw.append((float(w[sl].mean()), irrep.index, k + 1, irrep.label, irrep.dim,
+                        _canonical_basis(sub @ sub.T, irrep.dim)))
+    raw = _block_order(raw)
     blocks, cols, evals, start = [], [], [], 0
-    for lam, label, dim, vecs, copy in raw:
+    for lam, _, copy, label, dim, vecs in raw:
         if lam <= 1e-14:
             raise ClusterError(f"{cluster.name}: the correlation matrix is singular in {label}",
                                fix="increase sigma")
@@ -227,6 +223,31 @@ def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: f
     basis = np.concatenate(cols, axis=1)
     n_trunc = _truncation(cluster, blocks, truncate)
     return CCDTransform(cluster, rep, metric, sigma_a, r0, c, basis, np.array(evals), tuple(blocks), n_trunc)
+
+
+def _block_order(raw: list) -> list:
+    """Blocks by eigenvalue, largest first; eigenvalues within :data:`TIE_GAP` (relative) are
+    tied and ordered by (irrep index in the character table, copy)."""
+    raw = sorted(raw, key=lambda b: -b[0])
+    out, k = [], 0
+    while k < len(raw):
+        j = k + 1
+        while j < len(raw) and raw[j - 1][0] - raw[j][0] <= TIE_GAP * abs(raw[k][0]):
+            j += 1
+        out.extend(sorted(raw[k:j], key=lambda b: (b[1], b[2])))
+        k = j
+    return out
+
+
+def near_degeneracies(t: "CCDTransform", gap: float = NEAR_DEGENERATE_GAP) -> list[tuple]:
+    """Consecutive blocks (in CCD order) whose eigenvalues differ by less than ``gap``
+    relative: ``[(block_a, block_b, relative_gap)]``.  Their order is a convention."""
+    out = []
+    for a, b in zip(t.blocks, t.blocks[1:]):
+        rel = (a.eigenvalue - b.eigenvalue) / max(abs(a.eigenvalue), 1e-300)
+        if rel < gap:
+            out.append((a, b, float(rel)))
+    return out
 
 
 def _truncation(cluster: Cluster, blocks, truncate) -> int:
@@ -244,6 +265,11 @@ def _truncation(cluster: Cluster, blocks, truncate) -> int:
             "so the truncated set stays closed under the point group", stacklevel=3)
         return k2
     if isinstance(truncate, (int, np.integer)) and not isinstance(truncate, bool):
+        if truncate < 1:
+            raise SpecError(f"truncate must be ≥ 1, got {truncate}",
+                            fix="use 'auto', a positive number of CCDs, or false to keep all")
+        if truncate >= m:  # a cluster with fewer CCDs keeps them all
+            return m
         if truncate not in boundaries:
             raise SpecError(
                 f"truncate = {truncate} splits an irrep block of cluster {cluster.name!r}",

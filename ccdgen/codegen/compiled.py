@@ -3,18 +3,22 @@
     CCDTransform + InvariantBasis --lower--> KernelIR --render--> kernel.py (cache entry)
                                                         --import + JIT--> CompiledCluster
 
-The cache key is everything that changes the code and nothing else: the IR's code
-signature (sizes and metric — the cluster's tables are kernel arguments, so clusters of
-equal shape share a module), the template's hash, the ccdgen/numba/numpy versions and
-Python ABI, and the code option ``tile``.  Numba's own on-disk cache (``cache=True``) sits
-next to ``kernel.py``, so a second process pays neither code generation nor JIT compilation.
+The cache key is, as in pystencils, the SHA-256 of the rendered source plus the
+environment that compiles it (Numba, llvmlite, NumPy, Python ABI, CPU architecture): any
+change to the template, the printed metric code, the code shape or the ``tile`` option
+changes the source and so the key; a cluster's tables are kernel arguments, not code, so
+clusters of equal shape share one module.  Numba's own on-disk cache (``cache=True``) sits
+next to ``kernel.py``, so a second process pays neither code generation nor JIT compilation;
+a corrupt Numba cache file is detected when the module loads, deleted and rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +28,7 @@ from ..cache import environment_fingerprint, get_or_build
 from ..ccd.evaluate import check_coordinates
 from ..errors import InputArrayError
 from .ir import KernelIR, lower
-from .render import KERNEL_TEMPLATE, render_kernel, template_hash
+from .render import render_kernel
 
 CACHE_KIND = "kernels"
 DEFAULT_TILE = 64
@@ -216,8 +220,10 @@ class CompiledCluster:
         return (out if with_features else None), grad, vir
 
 
-def _load_module(path: Path, key: str):
+def _load_module(path: Path, key: str, fresh: bool = False):
     name = f"ccdgen_generated_{key[:20]}"
+    if fresh:
+        sys.modules.pop(name, None)
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -227,19 +233,21 @@ def _load_module(path: Path, key: str):
     return mod
 
 
+def kernel_source_and_key(ir: KernelIR, options: CodeOptions = CodeOptions()) -> tuple[str, dict]:
+    """The rendered kernel module and its cache-key parts: the SHA-256 of the source plus
+    the environment that compiles it (see the module docstring)."""
+    source = render_kernel(ir, options.tile)
+    return source, {"stage": "kernel/3", "source": hashlib.sha256(source.encode()).hexdigest(),
+                    "env": environment_fingerprint()}
+
+
 def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = True) -> CompiledCluster:
     """Render (or fetch from the cache), import and JIT-compile the kernels for ``ir``."""
     t0 = time.perf_counter()
-    parts = {
-        "stage": "kernel/2",
-        "code": ir.code_signature(),  # sizes + metric: the tables are arguments, not code
-        "template": template_hash(KERNEL_TEMPLATE),
-        "env": environment_fingerprint(),
-        "tile": options.tile,
-    }
+    source, parts = kernel_source_and_key(ir, options)
 
     def build(tmp: Path) -> dict:
-        (tmp / "kernel.py").write_text(render_kernel(ir, options.tile))
+        (tmp / "kernel.py").write_text(source)
         return {"first_cluster": ir.name, "shape": ir.code_shape()}
 
     shape = ir.code_shape()
@@ -247,7 +255,21 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
                 f"{', projected' if shape['has_projection'] else ''} (first built for {ir.name})")
     entry = get_or_build(CACHE_KIND, parts, build, describe=describe)
     t1 = time.perf_counter()
-    mod = _load_module(entry.file("kernel.py"), entry.meta["key"])
+    try:
+        cc = _load(ir, entry, warm)
+    except Exception as exc:  # a corrupt Numba cache file (e.g. UnpicklingError, EOFError)
+        if not _purge_numba_cache(entry.path):
+            raise
+        warnings.warn(f"the Numba cache of {entry.path} could not be loaded "
+                      f"({type(exc).__name__}: {exc}); it was deleted and the kernels recompiled",
+                      stacklevel=2)
+        cc = _load(ir, entry, warm, fresh=True)
+    cc.timings = {"generate": t1 - t0, "jit": time.perf_counter() - t1}
+    return cc
+
+
+def _load(ir: KernelIR, entry, warm: bool, fresh: bool = False) -> "CompiledCluster":
+    mod = _load_module(entry.file("kernel.py"), entry.meta["key"], fresh)
     cc = CompiledCluster(ir, mod, entry.file("kernel.py"), entry.meta["key"], entry.hit)
     if warm:  # trigger JIT compilation (or load from Numba's cache) now, not at first use
         x = np.zeros((1, ir.n_sites, 3))
@@ -257,8 +279,21 @@ def compile_ir(ir: KernelIR, options: CodeOptions = CodeOptions(), warm: bool = 
         mod.vjp_kernel(0, 1, x, np.zeros((1, ir.n_features)), True, dummy, np.empty((1, ir.n_sites, 3)),
                        np.empty((1, 3, 3)), *cc._tables())
         # jacobian_kernel compiles on first use (it is not on the MD/MC hot path)
-    cc.timings = {"generate": t1 - t0, "jit": time.perf_counter() - t1}
     return cc
+
+
+def numba_cache_files(entry_path: Path) -> list[Path]:
+    """Numba's cache files (index ``.nbi`` and data ``.nbc``) of a kernel entry."""
+    pyc = Path(entry_path) / "__pycache__"
+    return sorted(p for p in pyc.glob("kernel.*") if p.suffix in (".nbi", ".nbc")) if pyc.is_dir() else []
+
+
+def _purge_numba_cache(entry_path: Path) -> bool:
+    """Delete the Numba cache of an entry; False if there was none (the error is not ours)."""
+    files = numba_cache_files(entry_path)
+    for p in files:
+        p.unlink(missing_ok=True)
+    return bool(files)
 
 
 def compile_transform(t, order: int, truncated=None, options: CodeOptions = CodeOptions()) -> CompiledCluster:
@@ -289,9 +324,12 @@ def compile_cluster(source, order: int | None = None, cluster: str | None = None
     from ..pipeline import load, transforms
 
     if isinstance(source, Cluster):
-        o = overrides
-        t = build_transform(source, o.get("metric", "exp"), o.get("sigma", 0.15), truncate=o.get("truncate", "auto"))
-        return compile_transform(t, 2 if order is None else order, truncated, options)
+        from ..pipeline import _with_overrides
+        from ..spec import Options
+
+        o = _with_overrides(Options(), overrides)  # the spec defaults; unknown keys are errors
+        t = build_transform(source, o.metric, o.sigma, truncate=o.truncate)
+        return compile_transform(t, o.max_order if order is None else order, truncated, options)
     problem = load(source, **overrides)
     order = problem.options.max_order if order is None else order
     ts = transforms(problem)

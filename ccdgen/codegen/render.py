@@ -61,12 +61,40 @@ def render(name: str, context: dict) -> str:
     return _env().get_template(name).render(**context)
 
 
+PRINTED_KIND = "printed"
+
+
+def printed_metric(name: str) -> tuple[str, str]:
+    """Python source of a pair metric ``f(s)`` and ``f'(s)`` from the strict printer, cached
+    (key: the metric's SymPy expression, the SymPy version and the printer's source), so that
+    kernels found in the cache need no SymPy import."""
+    import json
+    from importlib.metadata import version
+
+    from ..cache import get_or_build
+    from ..ccd.metrics import get_metric
+
+    metric = get_metric(name)
+    printer_src = (Path(__file__).parent / "printer.py").read_bytes()
+    parts = {"stage": "metric-code/1", "metric": name, "expression": metric.symbolic_name,
+             "sympy": version("sympy"), "printer": hashlib.sha256(printer_src).hexdigest()}
+
+    def build(tmp):
+        from .printer import metric_code  # SymPy: only when the code is printed
+
+        value, deriv = metric_code(name)
+        (tmp / "metric.json").write_text(json.dumps({"value": value, "derivative": deriv}))
+        return {}
+
+    entry = get_or_build(PRINTED_KIND, parts, build, describe=f"printed {name} metric")
+    code = json.loads(entry.file("metric.json").read_text())
+    return code["value"], code["derivative"]
+
+
 def kernel_context(ir: KernelIR, tile: int) -> dict:
     """Everything :data:`KERNEL_TEMPLATE` needs: the code shape and the metric, printed by
     the strict printer.  The cluster's tables are kernel arguments, not part of the code."""
-    from .printer import metric_code  # SymPy: only when code is generated
-
-    value, deriv = metric_code(ir.metric)
+    value, deriv = printed_metric(ir.metric)
     shape = ir.code_shape()
     return {
         "ccdgen_version": __version__,

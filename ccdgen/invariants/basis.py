@@ -39,6 +39,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import InternalError, SpecError
+from ..quasirandom import quasi_random_normal
 from .molien import molien_matrices, molien_permutation
 
 #: Refuse bases with more functions than this (cumulative over degrees)...
@@ -241,8 +242,18 @@ def check_degree(max_degree, pair_perm: np.ndarray, name: str = "cluster") -> No
         )
 
 
+def truncation_projection(transform) -> np.ndarray | None:
+    """(M, M) orthogonal projector ``Q⁻¹ Π_T Q = V_T V_Tᵀ`` onto the kept CCDs, or None when
+    the transform keeps every CCD."""
+    k = transform.n_truncated
+    if k >= transform.n_ccd:
+        return None
+    v = transform.basis[:, :k]
+    return v @ v.T
+
+
 def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncated: bool = False,
-                 seed: int = 0) -> InvariantBasis:
+                 progress=None) -> InvariantBasis:
     """Derive the complete invariant basis (see the module docstring).
 
     Parameters
@@ -251,6 +262,7 @@ def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncat
     max_degree : int ≥ 0
     transform : CCDTransform, needed when ``truncated``
     truncated : use the truncated CCD set of ``transform``
+    progress : callable(degree, n_monomials) or None — called before each degree
     """
     check_degree(max_degree, pair_perm)
     m = pair_perm.shape[1]
@@ -261,15 +273,15 @@ def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncat
         if transform is None:
             raise InternalError("a truncated basis needs the CCD transform")
         k_trunc = transform.n_truncated
-        if k_trunc < m:
-            projection = transform.Q_inv[:, :k_trunc] @ transform.Q[:k_trunc, :]
+        projection = truncation_projection(transform)
         d_t = transform.D()[:, :k_trunc, :k_trunc]
         molien = molien_matrices(d_t, max_degree)
     else:
         molien = molien_permutation(pair_perm, max_degree)
-    rng = np.random.default_rng(seed)
     all_mons, degrees, offsets, per_degree = [], [], [0], {}
     for d in range(1, max_degree + 1):
+        if progress is not None:
+            progress(d, math.comb(m + d - 1, d))
         mons, labels, n_orb = monomial_orbits(gens, m, d)
         order = np.argsort(labels, kind="stable")
         mons = mons[order]
@@ -277,7 +289,7 @@ def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncat
         starts = np.concatenate([[0], np.cumsum(sizes)])
         keep = np.arange(n_orb)
         if projection is not None:
-            keep = _independent_after_projection(mons, starts, projection, molien[d], rng, d)
+            keep = _independent_after_projection(mons, starts, projection, molien[d], d)
         pad = np.full((len(mons), max_degree), -1, dtype=np.int64)
         pad[:, :d] = mons
         for o in keep:
@@ -296,10 +308,10 @@ def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncat
 PIVOT_FRACTION = 0.1
 
 
-def _independent_after_projection(mons, starts, projection, expected, rng, degree) -> np.ndarray:
+def _independent_after_projection(mons, starts, projection, expected, degree) -> np.ndarray:
     """Indices of orbit averages that are linearly independent on the projected subspace.
 
-    Their values on random points (columns, unit-normalised) go through a Householder QR
+    Their values on fixed quasi-random points (:func:`quasi_random_normal`, columns unit-normalised) go through a Householder QR
     with a tolerant column pivot: each step takes the *first* candidate in basis order
     whose residual (part independent of the columns already taken) is at least
     :data:`PIVOT_FRACTION` of the largest residual, until every residual is negligible.
@@ -314,7 +326,7 @@ def _independent_after_projection(mons, starts, projection, expected, rng, degre
     """
     n_orb = len(starts) - 1
     n_pts = min(n_orb, 2 * expected) + 32
-    eps = rng.standard_normal((n_pts, projection.shape[0])) @ projection.T
+    eps = quasi_random_normal(n_pts, projection.shape[0]) @ projection.T
     eps /= np.linalg.norm(eps, axis=1, keepdims=True)  # homogeneous: row scaling keeps the rank
     sizes = np.diff(starts)
     owner = np.repeat(np.arange(n_orb), sizes)  # orbit of each monomial (contiguous runs)

@@ -1,7 +1,8 @@
 """Character tables computed from the group itself (Burnside's algorithm).
 
 Nothing is typed in: the class multiplication coefficients ``c_ijk`` come from the
-multiplication table, a random real combination of the class matrices ``M_j`` (with
+multiplication table, a generic real combination of the class matrices ``M_j`` (fixed
+quasi-random coefficients, the same on every machine) (with
 ``(M_j)_ik = c_jik``) is diagonalised, and its eigenvectors are the central characters
 ``omega_chi(C_i) = |C_i| chi(C_i) / chi(1)``.  The degree follows from
 ``sum_i |C_i| |chi(C_i)|^2 = |G|``.
@@ -93,7 +94,7 @@ def _class_coefficients(group) -> np.ndarray:
     return c
 
 
-def compute_character_table(group, seed: int = 0) -> CharacterTable:
+def compute_character_table(group) -> CharacterTable:
     """Compute the complex and real character tables of a :class:`PointGroup`."""
     classes = group.classes
     sizes = np.array([len(c) for c in classes], dtype=np.int64)
@@ -102,16 +103,16 @@ def compute_character_table(group, seed: int = 0) -> CharacterTable:
     if n == 1:
         chars = np.ones((1, 1), dtype=complex)
     else:
+        from ..quasirandom import quasi_random_normal
+
         coeff = _class_coefficients(group)
-        rng = np.random.default_rng(seed)
-        for _attempt in range(10):
-            a = rng.standard_normal(n)
+        for a in quasi_random_normal(10, n):
             # (M_j)_{ik} = c_{j i k};  M_j omega = omega(C_j) omega  (column eigenvector)
             m = np.einsum("j,jik->ik", a, coeff).astype(float)
             evals, vecs = np.linalg.eig(m)
             if np.min(np.abs(np.subtract.outer(evals, evals)) + np.eye(n) * 1e9) > 1e-6:
                 break
-        else:  # pragma: no cover - a random combination is degenerate with probability 0
+        else:  # pragma: no cover - a generic combination is degenerate with probability 0
             raise InternalError("could not separate the irreps of the class algebra")
         omegas = (vecs / vecs[0:1, :]).T  # rows: omega_chi(C_i), omega(identity) = 1
         chars = []

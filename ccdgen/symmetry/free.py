@@ -43,7 +43,7 @@ def _match_permutation(rotated: np.ndarray, x: np.ndarray, species: np.ndarray, 
     return p
 
 
-def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
+def find_point_group(positions, species, symprec: float = 1e-3, return_positions: bool = False):
     """All orthogonal maps of a free cluster onto itself that preserve species.
 
     Parameters
@@ -53,10 +53,16 @@ def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
     symprec : float, Å
         Largest allowed distance between a mapped site and its image.
 
+    return_positions : bool
+        Also return the positions made exactly symmetric under the group found.
+
     Returns
     -------
     PointGroup
         Cartesian matrices about the centroid and the induced site permutations.
+    positions : (n_sites, 3) float64, Å (only if ``return_positions``)
+        The input symmetrized over the group (same centroid): every operation maps it onto
+        itself to rounding (~1e-15 Å), so equivalent pairs have equal lengths.
     """
     x = np.asarray(positions, dtype=float)
     spec = np.asarray(species)
@@ -67,7 +73,9 @@ def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
     x = x - c
     dim = dimensionality(x, symprec)
     if dim == 1:
-        return _collinear_group(x, spec, symprec)
+        group = _collinear_group(x, spec, symprec)
+        exact = _symmetrize(x, group.rotations, group.permutations) + c
+        return (group, exact) if return_positions else group
 
     radii = np.linalg.norm(x, axis=1)
     dist = np.linalg.norm(x[:, None] - x[None], axis=-1)
@@ -97,6 +105,8 @@ def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
 
     src = frame(x[refs])
     src_inv = np.linalg.inv(src)
+    # a map solved from noisy reference sites is orthogonal only to ~ noise / radius
+    ortho_tol = max(1e-3, 20.0 * symprec / max(float(np.min(radii[refs])), symprec))
     rots, perms = [], []
     for imgs in _assignments(refs, candidates):
         dst_cols = [x[k] for k in imgs]
@@ -106,7 +116,7 @@ def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
             if dim == 2:
                 dst[:, 2] *= s
             r = dst @ src_inv
-            if not np.allclose(r @ r.T, np.eye(3), atol=1e-3):
+            if not np.allclose(r @ r.T, np.eye(3), atol=ortho_tol):
                 continue
             u, _, vt = np.linalg.svd(r)
             r = u @ vt  # nearest orthogonal matrix
@@ -117,7 +127,18 @@ def find_point_group(positions, species, symprec: float = 1e-3) -> PointGroup:
     if not rots:
         raise SymmetryError("no symmetry found, not even the identity", fix="check 'symprec'")
     rots, perms = _close(x, spec, np.array(rots), np.array(perms), symprec)
-    return PointGroup.from_operations(_refine(x, rots, perms, dim), perms)
+    rots, exact = _refine(x, rots, perms, dim)
+    group = PointGroup.from_operations(rots, perms)
+    if not return_positions:
+        return group
+    exact = _symmetrize(exact, group.rotations, group.permutations)
+    return group, exact + c
+
+
+def _symmetrize(x: np.ndarray, rots: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Centred sites averaged over the group: ``x_i <- (1/|G|) Σ_g R_gᵀ x_perm_g(i)``."""
+    xs = np.mean([x[p] @ r for r, p in zip(rots, perms)], axis=0)
+    return xs - xs.mean(axis=0)
 
 
 def _assignments(refs, candidates):
@@ -163,8 +184,9 @@ def _close(x, spec, rots, perms, symprec, max_order: int = 480):
     return np.array(rots), np.array(perms)
 
 
-def _refine(x: np.ndarray, rots: np.ndarray, perms: np.ndarray, dim: int, sweeps: int = 4) -> np.ndarray:
-    """Make operations found on slightly noisy coordinates exact (to ~1e-13).
+def _refine(x: np.ndarray, rots: np.ndarray, perms: np.ndarray, dim: int, sweeps: int = 4):
+    """Make operations found on slightly noisy coordinates exact (to ~1e-13); returns the
+    refined matrices and the symmetrized centred sites.
 
     Alternates (1) symmetrizing the centred sites over the operations,
     ``x_i <- (1/|G|) Σ_g R_gᵀ x_perm_g(i)``, and (2) refitting every ``R_g`` as the
@@ -186,7 +208,7 @@ def _refine(x: np.ndarray, rots: np.ndarray, perms: np.ndarray, dim: int, sweeps
                 dst = np.vstack([dst, sign * normal])
             u, _, vt = np.linalg.svd(dst.T @ src)
             rots[k] = u @ vt
-    return rots
+    return rots, _symmetrize(x, rots, perms)
 
 
 def _collinear_group(x, spec, symprec) -> PointGroup:

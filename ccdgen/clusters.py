@@ -191,7 +191,7 @@ def _unique_orbits(sg: SpaceGroup, candidates: list[np.ndarray]) -> list[np.ndar
         if key in seen:
             continue
         members = orbit(sg, c)
-        seen.update(m.tobytes() for m in members)
+        seen.update(canonical(m).tobytes() for m in members)
         protos.append(canonical(c))
     return protos
 

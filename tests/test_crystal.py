@@ -336,3 +336,27 @@ def test_yaml_spec_equals_toml_spec(tmp_path):
     assert [(c.name, c.group.order, c.species) for c in a.clusters] == \
         [(c.name, c.group.order, c.species) for c in b.clusters]
     assert a.options == b.options
+
+
+@pytest.mark.parametrize("name", ["pair1", "pair4", "pair7", "triplet", "PbBr6"])
+def test_orbit_members_keep_the_prototype_site_order(name):
+    """Kernels read a member's sites in the prototype's order, so every labelled pair of a
+    member must have the prototype's reference length, and the labelled member must be the
+    image of the labelled prototype under a crystal symmetry (a distance-preserving map that
+    also carries species)."""
+    p = example()
+    c = by_name(p)[name]
+    crystal = p.crystal
+    proto = crystal.cartesian(crystal.frac[c.sites[:, 0]] + c.sites[:, 1:])
+    i, j = np.triu_indices(c.n_sites, 1)
+    d0 = np.linalg.norm(proto[i] - proto[j], axis=1)
+    for member in c.orbit:
+        x = crystal.cartesian(crystal.frac[member[:, 0]] + member[:, 1:])
+        np.testing.assert_allclose(np.linalg.norm(x[i] - x[j], axis=1), d0, atol=1e-10)
+        assert [crystal.species[b] for b in member[:, 0]] == list(c.species)
+        # an orthogonal map R with x - x̄ = (proto - p̄) Rᵀ, from least squares
+        a, b = proto - proto.mean(0), x - x.mean(0)
+        r, *_ = np.linalg.lstsq(a, b, rcond=None)
+        if np.linalg.matrix_rank(a) == 3:
+            np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-9)
+            assert any(np.allclose(r.T, w, atol=1e-9) for w in p.spacegroup.cartesian_rotations)

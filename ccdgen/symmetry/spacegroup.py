@@ -150,11 +150,22 @@ def canonical(sites: np.ndarray) -> np.ndarray:
 
 def orbit(sg: SpaceGroup, sites: np.ndarray) -> list[np.ndarray]:
     """All clusters equivalent to ``sites`` under the space group, one per lattice
-    translation class (the orbit per primitive cell), each in canonical form."""
+    translation class (the orbit per primitive cell), sorted by canonical form.
+
+    Each member keeps the *prototype's site order*: row ``s`` of a member is the image of
+    row ``s`` of ``sites`` under the operation that produced it (translated so that its
+    first site lies in the home cell).  Kernels compiled for the prototype read a member's
+    sites in this order, so its labelled geometry is an image of the prototype's under a
+    space-group operation — not merely a cluster with the same set of pair lengths.
+    """
     seen = {}
     for op in range(len(sg.rotations)):
-        c = canonical(sg.apply(op, sites))
-        seen.setdefault(c.tobytes(), c)
+        img = sg.apply(op, sites)
+        key = canonical(img).tobytes()
+        if key not in seen:
+            img = img.copy()
+            img[:, 1:] -= img[0, 1:]
+            seen[key] = img
     return [seen[k] for k in sorted(seen)]
 
 

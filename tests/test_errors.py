@@ -153,13 +153,13 @@ def test_bad_sigma_spec(tmp_path, sigma):
 
 
 def test_sigma_of_wrong_type_spec(tmp_path):
-    with pytest.raises(SpecError, match="sigma: expected a number"):
+    with pytest.raises(SpecError, match="sigma must be a number, got '0.1' \\(text\\)"):
         load(write_spec(tmp_path, '[options]\nsigma = "0.1"\n' + PAIRS))
 
 
 @pytest.mark.parametrize("sigma", [0.0, -1.0, float("nan")])
 def test_bad_sigma_build_transform(sigma):
-    with pytest.raises(SpecError, match="sigma must be > 0"):
+    with pytest.raises(SpecError, match="sigma must be (a finite number )?> 0"):
         build_transform(tetra(), "exp", sigma)
 
 
@@ -214,7 +214,7 @@ def test_polyhedron_that_splits_a_shell(tmp_path):
 
 def test_polyhedron_unknown_species(tmp_path):
     body = '[[clusters]]\nname = "o"\nkind = "polyhedron"\ncenter = "Sn"\nneighbors = "Br"\ncount = 6\n'
-    with pytest.raises(ClusterError, match="no site of species 'Sn'"):
+    with pytest.raises(SpecError, match=r"clusters\[0\]\.center: no site of species 'Sn'(.|\n)*Br, Cs, Pb"):
         load(write_spec(tmp_path, body))
 
 
@@ -281,8 +281,10 @@ def test_nan_free_cluster():
 
 def test_nan_crystal(tmp_path):
     crystal = CRYSTAL.replace("[0.5, 0.5, 0.5]]", "[0.5, nan, 0.5]]")
-    with pytest.raises(StructureError, match="NaN or inf"):
+    with pytest.raises(SpecError, match=r"crystal\.positions\[4\] = \[0\.5, nan, 0\.5\] contains NaN or inf"):
         load(write_spec(tmp_path, PAIRS, crystal=crystal))
+    with pytest.raises(StructureError, match="NaN or inf"):  # the same rule for the Python API
+        Crystal.from_arrays(np.eye(3) * 5, ["Pb"], [[0.5, np.nan, 0.5]])
 
 
 def test_nan_xyz(tmp_path):
@@ -374,9 +376,12 @@ def test_truncate_that_splits_a_block_spec(tmp_path):
             "max_length = 4.5\n")
     # the triplet (C2v: A1, B1, A1) has boundaries 1, 2, 3: 2 is fine
     transforms(load(write_spec(tmp_path, body)))
-    body = body.replace("truncate = 2", "truncate = 4") + (
-        '[[clusters]]\nname = "PbBr6"\nkind = "polyhedron"\ncenter = "Pb"\nneighbors = "Br"\ncount = 6\n')
-    with pytest.raises(SpecError, match="truncate = 4 splits an irrep block"):
+    oct_ = '[[clusters]]\nname = "PbBr6"\nkind = "polyhedron"\ncenter = "Pb"\nneighbors = "Br"\ncount = 6\n'
+    (full,) = transforms(load(write_spec(tmp_path, "[options]\ntruncate = false\n" + oct_)))
+    boundaries = [b.stop for b in full.blocks]
+    bad = next(k for k in range(1, full.n_ccd) if k not in boundaries)
+    body = body.replace("truncate = 2", f"truncate = {bad}") + oct_
+    with pytest.raises(SpecError, match=f"truncate = {bad} splits an irrep block of cluster 'PbBr6'"):
         transforms(load(write_spec(tmp_path, body)))
 
 
@@ -408,3 +413,34 @@ def test_cli_error_with_traceback(bad_spec):
 def test_cli_top_level_traceback_flag(bad_spec):
     r = run_cli("--traceback", "inspect", bad_spec)
     assert "Traceback" in r.stderr
+
+
+# ------------------------------------------------------------------ the Crystal API checks what the spec checks
+@pytest.mark.parametrize("cell, species, frac, pattern", [
+    (np.eye(3) * 5, ["Xx"], [[0, 0, 0]], r"'Xx' is not an element symbol"),
+    (np.eye(3) * 5, ["pb"], [[0, 0, 0]], r"did you mean 'Pb'"),
+    (np.eye(3) * 5, [False], [[0, 0, 0]], r"YAML read .* as false: quote it"),
+    (np.eye(3) * 5, [82], [[0, 0, 0]], r"not numbers \(Z = 82 is 'Pb'\)"),
+    (np.eye(3) * 5, "PbBr", [[0, 0, 0]], r"must be a list of element symbols"),
+    (np.diag([5.0, 5.0, -5.0]), ["Pb"], [[0, 0, 0]], r"left-handed \(volume -125 Å³ < 0\)"),
+    (np.eye(3) * 0.05, ["Pb"], [[0, 0, 0]], r"only 0\.05 Å from its own periodic image"),
+    ([[3.0, 0, 0], [3.05, 0.01, 0], [0, 0, 3.0]], ["Pb"], [[0, 0, 0]], r"only 0\.051 Å from its own periodic image"),
+    (np.eye(3) * 1e300, ["Pb"], [[0, 0, 0]], r"absurdly large"),
+])
+def test_crystal_from_arrays_refuses(cell, species, frac, pattern):
+    with pytest.raises(StructureError, match=pattern):
+        Crystal.from_arrays(cell, species, frac)
+
+
+def test_crystal_cartesian_positions():
+    cell = np.array([[5.0, 0, 0], [1.0, 6.0, 0], [0.5, 0.7, 7.0]])
+    frac = np.array([[0.0, 0.0, 0.0], [0.3, 0.1, 0.6]])
+    a = Crystal.from_arrays(cell, ["Pb", "X"], frac)
+    b = Crystal.from_arrays(cell, ["Pb", "X"], frac @ cell, cartesian=True)
+    np.testing.assert_allclose(a.frac, b.frac, atol=1e-12)
+    assert a.signature() == b.signature()
+
+
+def test_structure_file_that_is_a_folder(tmp_path):
+    with pytest.raises(StructureError, match="is a folder"):
+        Crystal.read(tmp_path)

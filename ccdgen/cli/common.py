@@ -1,27 +1,109 @@
-"""Arguments shared by subcommands that read a spec or an XYZ cluster."""
+"""Arguments shared by subcommands that read a spec or an XYZ cluster.
+
+Every option value is checked when the command line is parsed, by ``type=`` functions that
+apply the spec's own validators (:mod:`ccdgen.spec`), so ``--sigma nan`` is refused with the
+same rule and words as ``sigma = nan`` in a spec, before anything reaches spglib or Numba.
+A refused value raises :class:`argparse.ArgumentTypeError`, which the parser prints as one
+``ccdgen <command>: error: argument --opt: ...`` line (what, why, fix) and exit code 2.
+"""
 
 from __future__ import annotations
 
+import argparse
+
 from ..ccd.metrics import METRICS
+
+
+def checked(parse, check, key: str, what: str):
+    """An argparse ``type=`` function: ``parse(text)`` (a ``ValueError`` means "not
+    ``what``"), then ``check(value, key)`` (a spec validator raising ``SpecError``)."""
+    from ..errors import SpecError
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        try:
+            return check(value, key)
+        except SpecError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = key
+    return convert
+
+
+def _parse_truncate(text: str):
+    t = text.strip().lower()
+    if t == "auto":
+        return "auto"
+    if t in ("none", "all", "false"):
+        return False
+    return int(t)
+
+
+def _sigma(value, key):
+    from ..spec import check_sigma
+
+    return check_sigma(value, key)
+
+
+def _symprec(value, key):
+    from ..spec import check_symprec
+
+    return check_symprec(value, key)
+
+
+def _truncate(value, key):
+    from ..spec import check_truncate
+
+    return check_truncate(value, key)
+
+
+def _order(value, key):
+    from ..spec import check_max_order
+
+    return check_max_order(value, key)
+
+
+#: ``--sigma``: a number in (0, 1].
+sigma_type = checked(float, _sigma, "sigma", "a number")
+#: ``--symprec``: a number in (0, 1) Å.
+symprec_type = checked(float, _symprec, "symprec", "a number")
+#: ``--truncate``: 'auto', 'none'/'all'/'false' (→ False) or an integer ≥ 1.
+truncate_type = checked(_parse_truncate, _truncate, "truncate",
+                        "'auto', 'none' (keep every CCD) or a whole number of CCDs ≥ 1")
+#: ``--order``: an integer in 0..MAX_ORDER.
+order_type = checked(int, _order, "order", "a whole number")
 
 
 def add_source_arguments(p) -> None:
     p.add_argument("source", help="spec file (.toml/.yaml) or a free cluster (.xyz)")
     p.add_argument("--metric", choices=sorted(METRICS), default=None, help="override the pair metric")
-    p.add_argument("--sigma", type=float, default=None,
-                   help="override sigma (fraction of the nearest-neighbour distance)")
-    p.add_argument("--truncate", default=None,
-                   help="'auto' (3N-6), an integer, or 'none' (keep every CCD)")
-    p.add_argument("--symprec", type=float, default=None, help="override the symmetry tolerance (Å)")
+    p.add_argument("--sigma", type=sigma_type, default=None,
+                   help="override sigma (fraction of the nearest-neighbour distance, 0 < sigma ≤ 1)")
+    p.add_argument("--truncate", type=truncate_type, default=None,
+                   help="'auto' (3N-6), an integer ≥ 1, or 'none' (keep every CCD)")
+    p.add_argument("--symprec", type=symprec_type, default=None,
+                   help="override the symmetry tolerance (Å, 0 < symprec < 1)")
     p.add_argument("--cluster", action="append", default=None,
                    help="only these clusters (repeatable)")
 
 
 def overrides(args) -> dict:
-    t = args.truncate
-    if t is not None:
-        t = False if t.lower() in ("none", "false", "all") else ("auto" if t == "auto" else int(t))
-    return {"metric": args.metric, "sigma": args.sigma, "truncate": t, "symprec": args.symprec}
+    return {"metric": args.metric, "sigma": args.sigma, "truncate": args.truncate, "symprec": args.symprec}
+
+
+def check_order(args) -> None:
+    """``--order`` of any subcommand, for parsers that did not give it ``type=order_type``."""
+    from ..errors import SpecError
+
+    order = getattr(args, "order", None)
+    if order is not None:
+        try:
+            order_type(str(order))
+        except argparse.ArgumentTypeError as exc:
+            raise SpecError(f"--order: {exc}") from None
 
 
 def load_problem(args):
@@ -29,12 +111,17 @@ def load_problem(args):
     from ..errors import SpecError
     from ..pipeline import load, transforms
 
+    check_order(args)
     problem = load(args.source, **overrides(args))
     if args.cluster:
         names = [c.name for c in problem.clusters]
-        missing = [n for n in args.cluster if n not in names]
+        missing = [n for n in dict.fromkeys(args.cluster) if n not in names]
         if missing:
-            raise SpecError(f"no cluster named {missing}", fix=f"clusters are: {', '.join(names)}")
+            entries = {n.rstrip("0123456789") for n in names}
+            hint = ("; a [[clusters]] entry that selects several orbits names them with a number "
+                    "(pair → pair1, pair2, ...)" if any(m in entries for m in missing) else "")
+            raise SpecError(f"--cluster: no cluster named {', '.join(map(repr, missing))}",
+                            fix=f"clusters are: {', '.join(names)}{hint}")
         from dataclasses import replace
 
         problem = replace(problem, clusters=tuple(c for c in problem.clusters if c.name in args.cluster))

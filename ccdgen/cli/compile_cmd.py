@@ -6,16 +6,34 @@ and whether it was a cache hit, with per-stage timings.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
 
+def tile_type(text: str) -> int:
+    """``--tile``: the rule of :class:`ccdgen.codegen.compiled.CodeOptions` (1..4096)."""
+    from ..codegen.compiled import CodeOptions
+    from ..errors import SpecError
+
+    try:
+        tile = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    try:
+        CodeOptions(tile=tile)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return tile
+
+
 def add_arguments(p) -> None:
-    from .common import add_source_arguments
+    from .common import add_source_arguments, order_type
 
     add_source_arguments(p)
-    p.add_argument("--order", type=int, default=None, help="highest invariant degree (default: spec max_order)")
-    p.add_argument("--tile", type=int, default=None, help="clusters per SIMD tile (default: 64)")
+    p.add_argument("--order", type=order_type, default=None,
+                   help="highest invariant degree (default: spec max_order)")
+    p.add_argument("--tile", type=tile_type, default=None, help="clusters per SIMD tile, 1..4096 (default: 64)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--show-code", metavar="CLUSTER", default=None, help="print the generated source of one cluster")
 
@@ -26,8 +44,13 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     problem, ts = load_problem(args)
+    if args.show_code and args.show_code not in [t.cluster.name for t in ts]:
+        from ..errors import SpecError
+
+        raise SpecError(f"--show-code: no cluster named {args.show_code!r}",
+                        fix=f"clusters are: {', '.join(t.cluster.name for t in ts)}")
     order = problem.options.max_order if args.order is None else args.order
-    options = CodeOptions(tile=args.tile or DEFAULT_TILE)
+    options = CodeOptions(tile=DEFAULT_TILE if args.tile is None else args.tile)
     rows = []
     compiled = {}
     for t in ts:
@@ -49,9 +72,6 @@ def run(args) -> int:
         print(f"\ncompiled {len(rows)} cluster(s) to order {order} in {total:.2f} s")
     if args.show_code:
         from ..codegen.compiled import show_code
-        from ..errors import SpecError
 
-        if args.show_code not in compiled:
-            raise SpecError(f"no cluster named {args.show_code!r}", fix=f"clusters are: {', '.join(compiled)}")
         show_code(compiled[args.show_code])
     return 0

@@ -35,10 +35,17 @@ class Crystal:
     frac: np.ndarray
 
     @classmethod
-    def from_arrays(cls, cell, species, frac, source: str = "inline crystal") -> "Crystal":
-        cell = np.asarray(cell, dtype=float)
-        frac = np.asarray(frac, dtype=float)
-        species = tuple(str(s) for s in species)
+    def from_arrays(cls, cell, species, frac, source: str = "inline crystal",
+                    cartesian: bool = False) -> "Crystal":
+        """Validate and build: ``cell`` (3, 3) float Å (rows a1, a2, a3; right-handed),
+        ``species`` n_basis element symbols (:func:`check_crystal_species`), ``frac``
+        (n_basis, 3) fractional coordinates (Cartesian Å if ``cartesian``)."""
+        try:
+            cell = np.asarray(cell, dtype=float)
+            frac = np.asarray(frac, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise StructureError(f"{source}: the lattice and positions must be arrays of numbers ({exc})") from None
+        species = check_crystal_species(species, f"{source}: species")
         if cell.shape != (3, 3):
             raise StructureError(
                 f"{source}: the lattice must be 3 vectors of 3 numbers, got shape {cell.shape}",
@@ -53,12 +60,26 @@ class Crystal:
             raise StructureError(f"{source}: the crystal has no sites")
         if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(frac))):
             raise StructureError(f"{source}: lattice or positions contain NaN or inf")
-        vol = float(np.linalg.det(cell))
-        if abs(vol) < 1e-6:
+        with np.errstate(over="ignore"):
+            lengths = np.linalg.norm(cell, axis=1)
+            vol = float(np.linalg.det(cell))
+        if not np.isfinite(vol):
+            raise StructureError(f"{source}: the lattice is absurdly large (lengths {lengths.tolist()} Å)",
+                                 fix="the lattice vectors are in Å")
+        if abs(vol) < 1e-6 or abs(vol) < 1e-9 * float(np.prod(lengths)):
             raise StructureError(
-                f"{source}: the lattice vectors are linearly dependent (volume {vol:.3g} Å³)",
+                f"{source}: the lattice vectors are linearly dependent or tiny (volume {vol:.3g} Å³)",
                 fix="check the lattice; a crystal needs three independent vectors",
             )
+        if vol < 0:
+            raise StructureError(
+                f"{source}: the lattice is left-handed (volume {vol:.6g} Å³ < 0)",
+                why="volumes, stresses and the cell conventions assume det(lattice) > 0",
+                fix="list the lattice vectors in right-handed order: swap two of them (and, for "
+                "fractional positions, the same two columns of every position)",
+            )
+        if cartesian:
+            frac = np.linalg.solve(cell.T, frac.T).T
         frac = np.mod(frac, 1.0)
         frac[np.isclose(frac, 1.0, atol=1e-10)] = 0.0
         crystal = cls(cell, species, frac)
@@ -104,9 +125,17 @@ class Crystal:
         """Shortest distance between two sites of the crystal (Å)."""
         from ase.neighborlist import neighbor_list
 
-        cutoff = float(np.max(np.linalg.norm(self.cell, axis=1)))
+        # every site has its own image at the shortest lattice vector: no neighbour is farther
+        cutoff = self.shortest_translation() * (1 + 1e-9) + 1e-9
         d = neighbor_list("d", self.to_atoms(), cutoff)
         return float(d.min())
+
+    def shortest_translation(self) -> float:
+        """Length (Å) of the shortest non-zero lattice vector (Minkowski reduction)."""
+        from ase.geometry import minkowski_reduce
+
+        reduced, _ = minkowski_reduce(self.cell)
+        return float(np.min(np.linalg.norm(reduced, axis=1)))
 
     def signature(self) -> str:
         h = hashlib.sha256()
@@ -116,12 +145,17 @@ class Crystal:
         return h.hexdigest()
 
     def _check_separation(self, source: str) -> None:
-        atoms = self.to_atoms()
-        if len(atoms) < 2:
-            return
         from ase.neighborlist import neighbor_list
 
-        i, j, d = neighbor_list("ijd", atoms, MIN_SEPARATION)
+        shortest = self.shortest_translation()
+        if shortest < MIN_SEPARATION:  # (checked first: ASE's neighbour list crawls on such cells)
+            raise StructureError(
+                f"{source}: every site is only {shortest:.3g} Å from its own periodic image",
+                why=f"a lattice translation shorter than the minimum site separation ({MIN_SEPARATION} Å) "
+                "is not a crystal",
+                fix="check the lattice: its vectors are in Å",
+            )
+        i, j, d = neighbor_list("ijd", self.to_atoms(), MIN_SEPARATION)
         if len(i):
             k = int(np.argmin(d))
             raise StructureError(
@@ -132,11 +166,47 @@ class Crystal:
             )
 
 
+def check_crystal_species(species, where: str = "species", error=StructureError) -> tuple:
+    """Crystal species must be element symbols of :data:`ase.data.chemical_symbols`
+    (``"X"``, ASE's dummy atom, included), since the crystal is handed to ASE and spglib.
+    Returns them as a tuple of str; raises ``error`` naming the entry, with a fix
+    (``pb`` → ``Pb``, ``82`` → ``Pb``, YAML's ``NO`` read as false → quote it)."""
+    from ase.data import chemical_symbols
+
+    if isinstance(species, (str, bytes)) or not hasattr(species, "__iter__"):
+        raise error(f"{where} must be a list of element symbols, got {species!r}",
+                    fix='e.g. ["Pb", "Br", "Br", "Br", "Cs"]')
+    known = set(chemical_symbols)
+    lower = {s.lower(): s for s in chemical_symbols}
+    out = []
+    for i, s in enumerate(species):
+        if isinstance(s, (bool, np.bool_)):
+            raise error(f"{where}[{i}] = {s!r}: species must be element symbols; YAML read an unquoted "
+                        f"{'yes/on/true' if s else 'no/NO/No/off/false'} as {str(bool(s)).lower()}: quote it",
+                        fix='write e.g. "No" (in quotes)')
+        if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+            hint = f" (Z = {s} is {chemical_symbols[s]!r})" if 0 < s < len(chemical_symbols) else ""
+            raise error(f"{where}[{i}] = {s!r}: species must be element symbols, not numbers{hint}",
+                        fix="write the symbol in quotes, e.g. \"Pb\"")
+        if not isinstance(s, str):
+            raise error(f"{where}[{i}] = {s!r} is not an element symbol ({type(s).__name__})",
+                        fix="write the symbol in quotes, e.g. \"Pb\"")
+        if s not in known:
+            hint = f"did you mean {lower[s.lower()]!r}? " if s.lower() in lower else ""
+            raise error(f"{where}[{i}] = {s!r} is not an element symbol",
+                        why="crystal sites are chemical elements (ASE's 'X' marks a dummy site)",
+                        fix=f"{hint}use a symbol of the periodic table, e.g. 'Pb', 'Br', 'Cs'")
+        out.append(s)
+    return tuple(out)
+
+
 def read_atoms(path):
     """Read one structure with ASE; unreadable files raise :class:`StructureError`."""
     path = Path(path)
     if not path.exists():
         raise StructureError(f"structure file {path} does not exist")
+    if path.is_dir():
+        raise StructureError(f"structure file {path} is a folder", fix="give a structure file inside it")
     try:
         from ase.io import read
 

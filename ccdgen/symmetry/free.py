@@ -64,6 +64,9 @@ def find_point_group(positions, species, symprec: float = 1e-3, return_positions
         The input symmetrized over the group (same centroid): every operation maps it onto
         itself to rounding (~1e-15 Å), so equivalent pairs have equal lengths.
     """
+    from .spacegroup import _check_symprec
+
+    _check_symprec(symprec)
     x = np.asarray(positions, dtype=float)
     spec = np.asarray(species)
     n = len(x)

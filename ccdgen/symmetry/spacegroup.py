@@ -59,6 +59,7 @@ def space_group(crystal, symprec: float = 1e-3) -> SpaceGroup:
     """Space group operations of ``crystal`` in its own cell (spglib)."""
     import spglib
 
+    _check_symprec(symprec)
     numbers = {s: i for i, s in enumerate(dict.fromkeys(crystal.species))}
     cell = (crystal.cell, crystal.frac, [numbers[s] for s in crystal.species])
     err = getattr(spglib, "error", None)
@@ -96,6 +97,18 @@ def space_group(crystal, symprec: float = 1e-3) -> SpaceGroup:
             site_shift[k, b] = np.rint(diff[bp]).astype(np.int64)
     return SpaceGroup(int(ds.number), str(ds.international), rots, trans, site_map, site_shift,
                       np.array(crystal.cell))
+
+
+def _check_symprec(symprec) -> None:
+    """spglib crashes the process on a NaN tolerance: refuse bad values before it sees them."""
+    ok = isinstance(symprec, (int, float, np.floating)) and not isinstance(symprec, bool) and np.isfinite(symprec) \
+        and symprec > 0
+    if not ok:
+        from ..errors import SpecError
+
+        raise SpecError(f"symprec must be a finite number > 0 (Å), got {symprec!r}",
+                        why="it is the distance within which two sites count as symmetric",
+                        fix="use e.g. symprec = 1e-3")
 
 
 def symmetrize_crystal(crystal, sg: SpaceGroup):

@@ -36,10 +36,13 @@ class Problem:
 
 
 def load(source, options: Options | None = None, **overrides) -> Problem:
-    """Stage 1: a spec file (.toml/.yaml) or a free cluster (.xyz) → :class:`Problem`.
+    """Stage 1: a spec file (.toml/.yaml), a :class:`~ccdgen.spec.Spec` or a free cluster
+    (.xyz) → :class:`Problem`.
 
     ``overrides`` replace spec options (e.g. ``metric="log"``) — they are validated too.
     """
+    if isinstance(source, Spec):
+        return _from_spec(source, options, overrides)
     path = Path(source)
     if path.suffix.lower() in FREE_FORMATS:
         from .geometry.structure import read_cluster_xyz
@@ -48,7 +51,10 @@ def load(source, options: Options | None = None, **overrides) -> Problem:
         x, species = read_cluster_xyz(path)
         name = _safe_name(path.stem)
         return Problem((free_cluster(x, species, name, opts.symprec),), opts, str(path))
-    spec = load_spec(path)
+    return _from_spec(load_spec(path), options, overrides)
+
+
+def _from_spec(spec: Spec, options: Options | None, overrides: dict) -> Problem:
     opts = _with_overrides(options or spec.options, overrides)
     crystal, sg, shift = _exact_reference(spec.crystal, opts.symprec)
     clusters = []
@@ -58,7 +64,26 @@ def load(source, options: Options | None = None, **overrides) -> Problem:
     if len(set(names)) != len(names):
         raise SpecError(f"cluster names collide after expansion: {names}",
                         fix="rename the [[clusters]] entries")
-    return Problem(tuple(clusters), opts, str(path), spec, sg, crystal, shift)
+    return Problem(tuple(clusters), opts, spec.path or "<spec>", spec, sg, crystal, shift)
+
+
+def spec_as_dict(spec: Spec, options: Options | None = None) -> dict:
+    """A spec as plain data (crystal inline, full float precision) that
+    :func:`ccdgen.spec.parse_spec` reads back to the same spec: what checkpoints store."""
+    from dataclasses import asdict
+
+    c = spec.crystal
+    clusters = []
+    for cs in spec.clusters:
+        d = {k: v for k, v in asdict(cs).items() if v is not None}
+        if "sites" in d:
+            d["sites"] = [list(s) for s in d["sites"]]
+        if not d.get("include_center", False):
+            d.pop("include_center", None)
+        clusters.append(d)
+    return {"crystal": {"lattice": np.asarray(c.cell).tolist(), "species": list(c.species),
+                        "positions": np.asarray(c.frac).tolist()},
+            "options": dict((options or spec.options).__dict__), "clusters": clusters}
 
 
 def _exact_reference(crystal, symprec: float):

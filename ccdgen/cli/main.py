@@ -25,6 +25,10 @@ SUBCOMMANDS = {
     "modes": "Write PNG pictures of the CCD displacement modes (paper Figs. 3-4).",
     "compile": "Generate and JIT-compile Numba feature kernels (features, gradients, stress).",
     "cache": "List or clear the content-addressed cache (generated/).",
+    "featurize": "Map a dataset onto the reference and write its cluster and site features (.npz).",
+    "train": "Train a cluster-based, site-based or linear energy model on labelled data.",
+    "predict": "Energy, forces and stress of configurations from a trained model.",
+    "evaluate": "Errors of a trained model against labelled data (by frame family).",
 }
 
 

@@ -144,6 +144,7 @@ class CrystalFeaturizer:
             raise SpecError(f"{problem.source} is a free cluster: a crystal featurizer needs a spec with a "
                             "[crystal]", fix="use a spec file (.toml/.yaml) with [crystal] and [[clusters]]")
         self.problem = problem
+        self.truncated = truncated
         self.order = problem.options.max_order if order is None else int(order)
         names = [c.name for c in problem.clusters]
         if clusters is not None:

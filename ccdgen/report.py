@@ -1,10 +1,14 @@
-"""What ``ccdgen inspect`` shows: JSON-ready dicts and a human-readable table."""
+"""What ``ccdgen inspect`` shows: JSON-ready dicts and a human-readable table.
+
+Numbers of the CCD transform (the correlation matrix ``C``, the eigenvalues ``λ``) are
+written at full float64 precision (``float(x)``, so a JSON round trip gives the same bits).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .ccd.transform import CCDTransform, degrees_of_freedom
+from .ccd.transform import CCDTransform, degrees_of_freedom, near_degeneracies
 
 
 def cluster_report(t: CCDTransform) -> dict:
@@ -36,16 +40,46 @@ def cluster_report(t: CCDTransform) -> dict:
             "count": t.n_ccd,
             "truncated": t.n_truncated,
             "metric": t.metric.name,
-            "sigma_angstrom": round(t.sigma, 6),
-            "eigenvalues": [float(f"{v:.6g}") for v in t.eigenvalues],
-            "blocks": [{"label": b.label, "dim": b.dim, "eigenvalue": float(f"{b.eigenvalue:.6g}"),
+            "sigma_angstrom": float(t.sigma),
+            "eigenvalues": [float(v) for v in t.eigenvalues],
+            "blocks": [{"label": b.label, "copy": b.copy, "dim": b.dim, "eigenvalue": float(b.eigenvalue),
                         "ccds": list(range(b.start, b.stop)), "in_truncated_set": b.stop <= t.n_truncated}
                        for b in t.blocks],
             "names": t.ccd_names(),
+            "correlation": np.asarray(t.correlation, dtype=float).tolist(),
+            "near_degeneracies": near_degeneracy_notes(t),
         },
     }
     if (c.dimension == 2 and c.n_sites > 3) or (c.dimension == 1 and c.n_sites > 2):
         out["note"] = planar_note(t)
+    return out
+
+
+def _block_name(b) -> str:
+    return b.label + (f"({b.copy})" if b.copy else "")
+
+
+def near_degeneracy_notes(t) -> list[dict]:
+    """Consecutive CCD blocks closer than
+    :data:`~ccdgen.ccd.transform.NEAR_DEGENERATE_GAP` (relative), as JSON-ready dicts.
+
+    ``t`` needs ``blocks`` (CCD order) and ``n_truncated``.  Each dict: ``blocks`` (their
+    indices), ``labels``, ``eigenvalues``, ``relative_gap`` (= (λ_a − λ_b)/λ_a),
+    ``truncation_between`` (the truncated set ends between them) and a ``note`` sentence.
+    """
+    index = {id(b): k for k, b in enumerate(t.blocks)}
+    out = []
+    for a, b, gap in near_degeneracies(t):
+        la, lb = float(a.eigenvalue), float(b.eigenvalue)
+        cut = a.stop == t.n_truncated and b.stop > t.n_truncated
+        note = (f"{_block_name(a)} and {_block_name(b)} differ by {gap:.1e} relative "
+                f"(λ = {la:.6g}, {lb:.6g}): the CCD order there is a convention and may swap "
+                f"with sigma or the metric")
+        if cut:
+            note += "; the truncated set ends between them, so which one it keeps is fragile"
+        out.append({"blocks": [index[id(a)], index[id(b)]], "labels": [_block_name(a), _block_name(b)],
+                    "eigenvalues": [la, lb], "relative_gap": float(gap), "truncation_between": bool(cut),
+                    "note": note})
     return out
 
 
@@ -86,7 +120,10 @@ def text_table(problem, reports: list[dict]) -> str:
             lines.append(f"{r['name']}: CCD blocks by correlation eigenvalue (Appendix A)")
             for b in r["ccd"]["blocks"]:
                 mark = "" if b["in_truncated_set"] else "   (dropped by truncation)"
-                lines.append(f"  {b['label']:<6} dim {b['dim']}  λ = {b['eigenvalue']:.4g}{mark}")
+                name = b["label"] + (f"({b['copy']})" if b.get("copy") else "")
+                lines.append(f"  {name:<8} dim {b['dim']}  λ = {b['eigenvalue']:.6g}{mark}")
+        for nd in r["ccd"].get("near_degeneracies", []):
+            lines.append(f"  note: {nd['note']}")
         if "note" in r:
             lines.append(f"  note: {r['note']}")
     return "\n".join(lines)

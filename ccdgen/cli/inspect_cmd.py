@@ -1,8 +1,19 @@
 """``ccdgen inspect SPEC|XYZ``: clusters, point groups, irreps, CCDs and invariants.
 
-``--json`` gives ``{"clusters": [...]}``; ``--order N`` adds the invariant basis (counts
-per degree side by side with the Molien series, and the functions in ``--format
-pretty|latex|json``, in CCD symbols or, with ``--in pairs``, in pair metrics).
+``--json`` gives ``{"clusters": [...]}`` (with the correlation matrix ``C`` and the
+eigenvalues at full precision, and notes on near-degenerate CCD blocks).  ``--order N``
+adds the invariants up to degree N, counted per degree next to the Molien series:
+
+* default (``--basis irreps``): the irrep-product form — per degree, one group of
+  invariants per block multidegree (sector), labelled by irrep content (``T1u²``,
+  ``Eg(1)·Eg(2)``), each written in the CCDs in reduced row echelon form;
+* ``--basis orbits``: the compiled functions ``<cluster>_d<degree>_<k>`` (Reynolds orbit
+  averages) in pair metrics (``--in pairs``, the default there; ``--expand`` for whole
+  orbit sums) or expanded in the CCDs (``--in ccd``; long — every function is dense in
+  its sectors).
+
+``--format pretty|latex|json`` chooses how functions are written (``latex``: rows of a
+tabular, ``degree & content & polynomial \\\\``).
 """
 
 from __future__ import annotations
@@ -11,45 +22,75 @@ import json
 
 
 def add_arguments(p) -> None:
-    from .common import add_source_arguments
+    from .common import add_source_arguments, order_type
 
     add_source_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output (same as --format json)")
-    p.add_argument("--order", type=int, default=None,
-                   help="highest invariant degree (default: the spec's max_order)")
+    p.add_argument("--order", type=order_type, default=None,
+                   help="highest invariant degree, and list the invariants (default: the spec's max_order, "
+                   "counts only)")
     p.add_argument("--format", choices=("pretty", "latex", "json"), default="pretty",
-                   help="how to print basis functions (with --order)")
-    p.add_argument("--in", dest="variables", choices=("ccd", "pairs"), default="ccd",
-                   help="write basis functions in CCD symbols (default) or pair metrics with site labels")
+                   help="how to print the invariants (with --order)")
+    p.add_argument("--basis", choices=("irreps", "orbits"), default=None,
+                   help="irreps (default): invariants by irrep content, built from the CCD blocks; "
+                   "orbits: the compiled functions (Reynolds orbit averages) — implied by --in pairs "
+                   "or --expand")
+    p.add_argument("--in", dest="variables", choices=("ccd", "pairs"), default=None,
+                   help="with --basis orbits: write the compiled functions in pair metrics (default) or "
+                   "expanded in the CCDs (long)")
     p.add_argument("--expand", action="store_true", help="with --in pairs: write whole orbit sums")
-    p.add_argument("--basis", choices=("orbits", "irreps"), default="orbits",
-                   help="orbits: the compiled basis (Reynolds orbit averages, default); irreps: a "
-                   "reduced basis of the same span in CCDs, ordered by irrep content (display "
-                   f"only, degree ≤ 4)")
     p.add_argument("--exact", action="store_true",
                    help="also print the exact (SymPy) rows of V where symmetry fixes them")
 
 
+def _resolve_view(args) -> tuple[str, str | None]:
+    """(basis, variables) after defaults and implications; bad combinations → SpecError."""
+    from ..errors import SpecError
+
+    basis = args.basis
+    if basis is None:
+        basis = "orbits" if (args.variables == "pairs" or args.expand) else "irreps"
+    variables = args.variables
+    if basis == "irreps":
+        if variables == "pairs" or args.expand:
+            raise SpecError("--in pairs / --expand apply to the compiled functions",
+                            why="the irrep-product invariants are written in the CCDs η",
+                            fix="add --basis orbits (or drop --in pairs / --expand)")
+        return basis, "ccd"
+    variables = variables or "pairs"
+    if variables == "ccd" and args.expand:
+        raise SpecError("--expand applies to pair metrics (--in pairs)",
+                        fix="drop --expand, or use --in pairs --expand for whole orbit sums")
+    return basis, variables
+
+
 def run(args) -> int:
     from ..invariants.cached import invariant_basis
-    from ..invariants.display import basis_report, molien_table, pair_form, ccd_form, render, feature_names
+    from ..invariants.display import basis_report, molien_table, sector_invariants, sector_rows
     from ..report import cluster_report, text_table
     from .common import load_problem
 
     as_json = args.json or args.format == "json"
+    basis_kind, variables = _resolve_view(args)
     problem, ts = load_problem(args)
     order = problem.options.max_order if args.order is None else args.order
-    show_functions = args.order is not None
-    reports = []
-    bases = []
+    show = args.order is not None
+    style = "latex" if args.format == "latex" else "pretty"
+    reports, bases, sectors = [], [], []
     for t in ts:
         r = cluster_report(t)
         b = invariant_basis(t, order)
         bases.append(b)
-        r["invariants"] = basis_report(b, t, "pretty", functions=show_functions and as_json,
-                                       expand_pairs=args.expand)
-        if show_functions and args.basis == "irreps":
-            r["invariants"]["irrep_basis"] = _irrep_rows(b, t, "latex" if args.format == "latex" else "pretty")
+        orbits = show and basis_kind == "orbits"
+        sb = None
+        if show and (basis_kind == "irreps" or variables == "ccd"):
+            sb = sector_invariants(t, order, b.truncated is not None, b.molien)
+        sectors.append(sb)
+        r["invariants"] = basis_report(b, t, style, functions=orbits, expand_pairs=args.expand,
+                                       in_ccd=orbits and variables == "ccd", sectors=sb)
+        if show and basis_kind == "irreps":
+            r["invariants"]["irrep_basis"] = sector_rows(t, sb, style)
+            r["invariants"]["irrep_basis_per_degree"] = {str(d): n for d, n in sb.per_degree.items()}
         reports.append(r)
     if as_json:
         doc = {"source": problem.source, "clusters": reports}
@@ -59,45 +100,47 @@ def run(args) -> int:
                                   "symmetrize_shift_angstrom": problem.symmetrize_shift}
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return 0
-    print(text_table(problem, reports))
-    print(f"\ninvariant polynomials up to degree {order} (count = Molien series, per degree)")
+    lines = [text_table(problem, reports), "",
+             f"invariant polynomials up to degree {order} (count = Molien series, per degree)"]
     for t, b in zip(ts, bases):
         cells = "  ".join(f"d{d}: {n}/{m}" for d, n, m in molien_table(b))
         used = f"truncated {b.truncated} CCDs" if b.truncated else f"all {t.n_ccd} CCDs"
-        print(f"  {t.cluster.name:<10} {b.n_features:>6} functions ({used})   {cells}")
-    if show_functions and args.basis == "irreps":
+        lines.append(f"  {t.cluster.name:<10} {b.n_features:>6} functions ({used})   {cells}")
+    if show and basis_kind == "irreps":
         for t, b, r in zip(ts, bases, reports):
-            print(f"\n{t.cluster.name}: invariants in CCDs by irrep content (same span as the compiled "
-                  "basis; row = Σ_f T[row, f] φ_f)")
-            for row in r["invariants"]["irrep_basis"]:
-                print(f"  d{row['degree']} [{row['content']}] = {row['ccd']}")
-    elif show_functions:
-        style = args.format
-        for t, b in zip(ts, bases):
-            print(f"\n{t.cluster.name}: basis functions "
-                  f"({'pair metrics' if args.variables == 'pairs' else 'CCDs'})")
-            names = feature_names(b, t.cluster.name)
-            for f in range(b.n_features):
-                if args.variables == "pairs":
-                    text = pair_form(b, t, f, style, args.expand)
-                else:
-                    text = render(ccd_form(b, t, f, style), style)
-                print(f"  {names[f]} = {text}")
+            lines += _irrep_lines(t, b, r["invariants"]["irrep_basis"], style)
+    elif show:
+        for t, r in zip(ts, reports):
+            where = "pair metrics" if variables == "pairs" else "the CCDs (expanded; long)"
+            lines.append(f"\n{t.cluster.name}: compiled basis functions (Reynolds orbit averages) in {where}")
+            for fn in r["invariants"]["functions"]:
+                lines.append(f"  {fn['name']} = {fn['pairs'] if variables == 'pairs' else fn['ccd']}")
+    print("\n".join(lines))
     if args.exact:
         _print_exact(ts)
     return 0
 
 
-def _irrep_rows(b, t, style: str) -> list[dict]:
-    from ..invariants.display import MAX_CCD_DEGREE, irrep_ordered_basis, poly_expr, render
-
-    out = []
-    for d in range(1, min(b.max_degree, MAX_CCD_DEGREE) + 1):
-        rows, trans, names = irrep_ordered_basis(b, t, d)
-        for row, comb, name in zip(rows, trans, names):
-            out.append({"degree": d, "content": name,
-                        "ccd": render(poly_expr(row, t, b.truncated or t.n_ccd, style), style),
-                        "combination": [float(f"{v:.12g}") for v in comb]})
+def _irrep_lines(t, b, rows: list[dict], style: str) -> list[str]:
+    used = f"the truncated {b.truncated} CCDs" if b.truncated else \
+        (f"all {t.n_ccd} CCDs" if t.n_ccd > 1 else "its one CCD")
+    out = [f"\n{t.cluster.name}: invariants by irrep content, in {used} (one sector per block "
+           "multidegree; per degree as many as the Molien series)"]
+    if not rows:
+        return out + ["  (none: --order 0)"]
+    if style == "latex":
+        out.append("% degree & irrep content & invariant \\\\")
+    degree = None
+    for row in rows:
+        if style == "latex":
+            out.append(f"  {row['degree']} & ${row['content_latex']}$ & ${row['ccd']}$ \\\\")
+            continue
+        if row["degree"] != degree:
+            degree = row["degree"]
+            n = sum(1 for x in rows if x["degree"] == degree)
+            out.append(f"  degree {degree}: {n} invariant{'s' if n != 1 else ''}")
+        tag = row["content"] + (f" #{row['index']}" if row["of"] > 1 else "")
+        out.append(f"    d{row['degree']} [{tag}] = {row['ccd']}")
     return out
 
 

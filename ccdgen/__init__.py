@@ -18,3 +18,15 @@ def show_code(kernel, file=None):
     from .codegen.compiled import show_code as _show
 
     return _show(kernel, file)
+
+
+def __getattr__(name):
+    if name == "Calculator":  # the ASE calculator imports torch: only when asked for
+        from .calculator import Calculator
+
+        return Calculator
+    if name == "CrystalFeaturizer":
+        from .crystal.featurizer import CrystalFeaturizer
+
+        return CrystalFeaturizer
+    raise AttributeError(f"module 'ccdgen' has no attribute {name!r}")

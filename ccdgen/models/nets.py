@@ -45,13 +45,15 @@ class _OrbitNets(nn.Module):
     def __init__(self, inputs: dict, hidden, activation: str, standardization: dict | None):
         super().__init__()
         self.names = list(inputs)
-        self.nets = nn.ModuleDict({_key(n): mlp(int(f), hidden, activation) for n, f in inputs.items()})
+        nets = {}
         for n, f in inputs.items():
             st = (standardization or {}).get(n)
             mean = torch.zeros(int(f), dtype=DTYPE) if st is None else torch.as_tensor(st["mean"], dtype=DTYPE)
             trans = torch.eye(int(f), dtype=DTYPE) if st is None else torch.as_tensor(st["transform"], dtype=DTYPE)
             self.register_buffer(f"mean_{_key(n)}", mean.clone())
-            self.register_buffer(f"transform_{_key(n)}", trans.clone())
+            self.register_buffer(f"transform_{_key(n)}", trans.clone())  # (F, K): K ≤ F net inputs
+            nets[_key(n)] = mlp(int(trans.shape[1]), hidden, activation)
+        self.nets = nn.ModuleDict(nets)
         self.e0 = nn.Parameter(torch.zeros((), dtype=DTYPE))
 
     def standardize(self, name: str, x: torch.Tensor) -> torch.Tensor:

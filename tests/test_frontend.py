@@ -237,3 +237,27 @@ def test_dependency_floors_match_what_the_code_needs():
     assert reqs["spglib"].specifier.contains("2.5.0") and not reqs["spglib"].specifier.contains("2.4.0")
     for name, req in reqs.items():
         assert req.specifier.contains(version(name), prereleases=True), (name, version(name), str(req))
+
+
+@pytest.mark.parametrize("name", ["octahedron", "icosahedron"])
+def test_copies_of_an_irrep_carry_the_same_matrices(name):
+    """Repeated irreps are aligned: D(g) is the same on every copy, so Eg(1)·Eg(2) reads as the
+    plain dot product of the two copies' CCDs."""
+    t = free(name, truncate=None)
+    d = t.D()
+    by_label = {}
+    for b in t.blocks:
+        by_label.setdefault(b.label, []).append(b)
+    repeated = [bs for bs in by_label.values() if len(bs) > 1]
+    assert repeated
+    for bs in repeated:
+        a = bs[0]
+        for b in bs[1:]:
+            np.testing.assert_allclose(d[:, b.start:b.stop, b.start:b.stop], d[:, a.start:a.stop, a.start:a.stop],
+                                       atol=1e-12)
+    # Σ_k η_a,k η_b,k is then invariant under every D(g)
+    a, b = by_label["Eg" if name == "octahedron" else "Hg"][:2]
+    eta = np.random.default_rng(0).standard_normal(t.n_ccd)
+    dot = lambda e: e[a.start:a.stop] @ e[b.start:b.stop]
+    for dg in d:
+        assert dot(dg @ eta) == pytest.approx(dot(eta), abs=1e-12)

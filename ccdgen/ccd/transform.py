@@ -208,8 +208,12 @@ def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: f
                 warnings.warn(f"{cluster.name}: two copies of {irrep.label} have the same correlation "
                               "eigenvalue; their split is arbitrary", stacklevel=2)
             sub = iso @ u[:, sl]
-            raw.append((float(w[sl].mean()), irrep.index, k + 1, irrep.label, irrep.dim,
-                        _canonical_basis(sub @ sub.T, irrep.dim)))
+            vecs = _canonical_basis(sub @ sub.T, irrep.dim)
+            if k > 0:  # the same D(g) block as copy 1, so products of copies read as dot products
+                vecs = _aligned(vecs, first, rep)
+            else:
+                first = vecs
+            raw.append((float(w[sl].mean()), irrep.index, k + 1, irrep.label, irrep.dim, vecs))
     raw = _block_order(raw)
     blocks, cols, evals, start = [], [], [], 0
     for lam, _, copy, label, dim, vecs in raw:
@@ -223,6 +227,30 @@ def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: f
     basis = np.concatenate(cols, axis=1)
     n_trunc = _truncation(cluster, blocks, truncate)
     return CCDTransform(cluster, rep, metric, sigma_a, r0, c, basis, np.array(evals), tuple(blocks), n_trunc)
+
+
+def _aligned(vk: np.ndarray, v1: np.ndarray, rep: PairRepresentation) -> np.ndarray:
+    """A basis of copy ``k``'s subspace (columns of ``vk``) in which the group acts by the same
+    matrices as on copy 1 (``v1``): ``M = T v1`` for the equivariant map ``T = Σ_g Γ(g) vk E v1ᵀ
+    Γ(g)ᵀ``, made orthonormal by its polar factor (still equivariant), with the sign/orientation
+    closest to the canonical basis ``vk``."""
+    from ..quasirandom import quasi_random_normal
+
+    d = v1.shape[1]
+    g = rep.matrices()
+    best = None
+    for e in (np.eye(d), quasi_random_normal(d, d)):
+        t = np.einsum("gij,jk,glk->il", g, vk @ e @ v1.T, g, optimize=True)
+        m = t @ v1
+        if best is None or np.linalg.norm(m) > np.linalg.norm(best):
+            best = m
+    if np.linalg.norm(best) < 1e-8:
+        raise InternalError("copies of an irrep are not related by an equivariant map")
+    u, _, vt = np.linalg.svd(best, full_matrices=False)
+    m = u @ vt  # polar factor: orthonormal columns, still equivariant
+    if np.trace(m.T @ vk) < 0:  # real irreps of real type: the map is fixed up to a sign
+        m = -m
+    return m
 
 
 def _block_order(raw: list) -> list:

@@ -112,12 +112,11 @@ class CCDTransform:
         return tuple(out)
 
     def ccd_names(self, style: str = "plain") -> list[str]:
-        """Readable CCD names: ``eta[Eg,1]`` (plain), ``η_{E_g,1}`` (latex)."""
-        names = []
-        for label, copy, k in self.ccd_labels:
-            tag = label + (f"({copy})" if copy else "")
-            names.append(f"\\eta_{{{tag},{k}}}" if style == "latex" else f"eta[{tag},{k}]")
-        return names
+        """Readable CCD names: ``eta[Eg(1),1]`` (plain), ``η[Eg(1),1]`` (pretty),
+        ``\\eta^{(1)}_{E_{g},1}`` (latex) — the names ``inspect`` prints."""
+        from .names import ccd_names
+
+        return ccd_names(self.ccd_labels, style)
 
     def D(self) -> np.ndarray:
         """(order, n_pairs, n_pairs): ``D(g) = Q Γ(g) Q⁻¹`` (Eq. 11), block diagonal."""

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..ccd.names import block_tag, ccd_names, latex_irrep  # noqa: F401  (re-exported)
 from ..ccd.transform import CCDTransform
 from ..errors import InternalError
 from .basis import InvariantBasis, feature_names  # noqa: F401  (re-exported)
@@ -38,34 +39,9 @@ _SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 # ------------------------------------------------------------------ names and labels
-def block_tag(label: str, copy: int) -> str:
-    """``Eg(2)`` for copy 2 of a repeated irrep, ``T1u`` for a single one."""
-    return label + (f"({copy})" if copy else "")
-
-
-def latex_irrep(label: str) -> str:
-    """Mulliken label in LaTeX: ``A1g`` → ``A_{1g}``, ``E'`` → ``E'``, ``Γ3`` → ``\\Gamma_{3}``."""
-    m = re.fullmatch(r"([A-Z])(\d*)([gu]?)('*)", label)
-    if m:
-        sub = m.group(2) + m.group(3)
-        return m.group(1) + (f"_{{{sub}}}" if sub else "") + m.group(4)
-    m = re.fullmatch(r"Γ(\d+)", label)
-    if m:
-        return f"\\Gamma_{{{m.group(1)}}}"
-    return f"\\mathrm{{{label}}}"
-
-
 def ccd_symbol_names(t: CCDTransform, n: int, style: str = "pretty") -> list[str]:
-    """Names of the first ``n`` CCDs: ``η[Eg(1),2]`` (pretty), ``eta[Eg(1),2]`` (plain),
-    ``\\eta^{(1)}_{E_{g},2}`` (latex)."""
-    out = []
-    for label, copy, k in t.ccd_labels[:n]:
-        if style == "latex":
-            up = f"^{{({copy})}}" if copy else ""
-            out.append(f"\\eta{up}_{{{latex_irrep(label)},{k}}}")
-        else:
-            out.append(f"{'eta' if style == 'plain' else 'η'}[{block_tag(label, copy)},{k}]")
-    return out
+    """Names of the first ``n`` CCDs (see :func:`ccdgen.ccd.names.ccd_names`)."""
+    return ccd_names(t.ccd_labels[:n], style)
 
 
 def used_blocks(t: CCDTransform, truncated: bool) -> tuple:

@@ -5,7 +5,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SPEC    := examples/cspbbr3/ccdgen.toml
+DATA    := examples/cspbbr3/data
 OUT     := out
+MODELS  := models
 
 .PHONY: setup demo test test-slow bench clean
 
@@ -21,14 +23,23 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p $(OUT)
+	@echo "== 1. the CsPbBr3 clusters: point groups, irreps, CCDs, invariants"
 	$(BIN)/ccdgen inspect $(SPEC)
-	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --basis irreps
+	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6
 	$(BIN)/ccdgen inspect $(SPEC) --order 4 --json > $(OUT)/inspect.json
-	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --cluster triplet --format latex --basis irreps > $(OUT)/invariants_order2.tex
+	$(BIN)/ccdgen inspect $(SPEC) --order 2 --cluster PbBr6 --cluster triplet --format latex > $(OUT)/invariants_order2.tex
 	$(BIN)/ccdgen modes $(SPEC) --cluster PbBr6 --cluster triplet -o $(OUT)/modes
 	$(BIN)/ccdgen modes examples/clusters/tetrahedron.xyz -o $(OUT)/modes
+	@echo "== 2. compile the feature kernels and featurize the bundled data"
 	$(BIN)/ccdgen compile $(SPEC) --order 4
-	@echo "wrote $(OUT)/inspect.json, $(OUT)/invariants_order2.tex and $(OUT)/modes/*.png"
+	$(BIN)/ccdgen featurize $(SPEC) $(DATA)/train.extxyz.gz --order 2 -o $(OUT)/features_order2.npz
+	@echo "== 3. train the linear cluster expansion (Eq. 2) and the paper's best model (order 2, 8 tanh)"
+	$(BIN)/ccdgen train $(SPEC) $(DATA)/train.extxyz.gz --model linear --order 2 -o $(MODELS)/cspbbr3_linear.ckpt --plots $(OUT)/plots/linear
+	$(BIN)/ccdgen train $(SPEC) $(DATA)/train.extxyz.gz --model cluster --order 2 --hidden 8 -o $(MODELS)/cspbbr3.ckpt --plots $(OUT)/plots/cluster
+	@echo "== 4. evaluate on the relaxed phases and the PES cuts"
+	$(BIN)/ccdgen evaluate $(MODELS)/cspbbr3.ckpt $(DATA)/endpoints.extxyz $(DATA)/cuts.extxyz
+	@echo "wrote $(OUT)/inspect.json, $(OUT)/invariants_order2.tex, $(OUT)/modes/*.png, $(OUT)/features_order2.npz,"
+	@echo "      $(OUT)/plots/{linear,cluster}/*.png, $(MODELS)/cspbbr3_linear.ckpt and $(MODELS)/cspbbr3.ckpt"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -40,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(OUT) $(MODELS)

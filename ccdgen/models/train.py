@@ -224,16 +224,27 @@ def train_model(spec, data, config: TrainConfig = TrainConfig(), out="models/mod
         need_geom = config.force_weight > 0 or config.stress_weight > 0
         dm = FeatureDataModule(features, featurizer, config.kind, split, schedule, config.seed, need_geom)
         run_dir = Path(run_dir) if run_dir is not None else out.with_name(out.name + ".run")
-        trainer, ckpt = _trainer(run_dir, max_epochs, config, progress, bool(len(split.val)), resume, training, log)
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
-        best = trainer.checkpoint_callback.best_model_path
-        if best:
-            state = _load_state(best)
-            module.load_state_dict(state)
-        history = Path(trainer.logger.log_dir) / "metrics.csv" if trainer.logger is not None else None
-        extra["epochs"] = int(trainer.current_epoch)
-        extra["stopped_early"] = bool(trainer.should_stop and trainer.current_epoch < max_epochs)
-        extra["best_checkpoint"] = best
+        done = _finished(run_dir, training) if resume else None
+        if done is not None:  # the same run already finished: reuse its best weights
+            log(f"already trained ({run_dir}): reusing its best checkpoint; pass --fresh to retrain")
+            module.load_state_dict(_load_state(done["best_checkpoint"]))
+            extra.update({k: done[k] for k in ("epochs", "stopped_early", "best_checkpoint")})
+            history = run_dir / "logs" / "version_0" / "metrics.csv"
+        else:
+            trainer, ckpt = _trainer(run_dir, max_epochs, config, progress, bool(len(split.val)), resume, training,
+                                     log)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+            if trainer.interrupted:
+                raise KeyboardInterrupt
+            best = trainer.checkpoint_callback.best_model_path
+            if best:
+                module.load_state_dict(_load_state(best))
+            history = Path(trainer.logger.log_dir) / "metrics.csv" if trainer.logger is not None else None
+            extra["epochs"] = int(trainer.current_epoch)
+            extra["stopped_early"] = bool(trainer.should_stop and trainer.current_epoch < max_epochs)
+            extra["best_checkpoint"] = best
+            (run_dir / "done.json").write_text(json.dumps({"training": training, "max_epochs": max_epochs, **{
+                k: extra[k] for k in ("epochs", "stopped_early", "best_checkpoint")}}, indent=1, sort_keys=True))
     module.eval()
     save_model(module, out)
     predictor = Predictor(module, featurizer)
@@ -243,6 +254,20 @@ def train_model(spec, data, config: TrainConfig = TrainConfig(), out="models/mod
     extra["predictions"] = {k: v for k, v in per_frame.items() if v}
     return TrainResult(out, metrics, split.describe(), summary(stats), run_dir, time.perf_counter() - t0, history,
                        extra)
+
+
+def _finished(run_dir: Path, training: dict) -> dict | None:
+    """The record of a finished run with these settings in ``run_dir``, or None."""
+    path = run_dir / "done.json"
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if done.get("training") != training or not Path(done.get("best_checkpoint") or "").is_file():
+        return None
+    if not (done.get("stopped_early") or done.get("epochs", 0) >= done.get("max_epochs", 1 << 30)):
+        return None  # it stopped before its end (killed, or a shorter trainer): resume instead
+    return done
 
 
 def _load_state(path) -> dict:
@@ -283,6 +308,7 @@ def _trainer(run_dir: Path, max_epochs: int, config: TrainConfig, progress, has_
 
             shutil.rmtree(ckdir, ignore_errors=True)
             shutil.rmtree(run_dir / "logs", ignore_errors=True)
+    (run_dir / "done.json").unlink(missing_ok=True)
     stamp.write_text(json.dumps(training, indent=1, sort_keys=True))
     monitor = "val_loss" if has_val else "train_loss"
     callbacks = [ModelCheckpoint(dirpath=str(ckdir), filename="best", monitor=monitor, save_top_k=1, save_last=True,

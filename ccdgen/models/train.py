@@ -256,6 +256,36 @@ def train_model(spec, data, config: TrainConfig = TrainConfig(), out="models/mod
                        extra)
 
 
+def _epoch_log_class():
+    import pytorch_lightning as pl
+
+    class EpochLog(pl.Callback):
+        """Progress without a terminal: a line with the errors every ``max_epochs / 10`` epochs."""
+
+        def __init__(self, max_epochs: int, log):
+            self.every = max(1, max_epochs // 10)
+            self.max_epochs, self.log = max_epochs, log
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            ep = trainer.current_epoch + 1
+            if ep % self.every and ep != self.max_epochs:
+                return
+            m = trainer.callback_metrics
+            val = m.get("val_energy_rmse_meV_atom")
+            tr = m.get("train_energy_rmse_meV_atom")
+            rate = (time.perf_counter() - self.t0) / ep
+            self.log(f"  epoch {ep:>5}/{self.max_epochs}: energy RMSE train "
+                     f"{float(tr) if tr is not None else float('nan'):.3f}, validation "
+                     f"{float(val) if val is not None else float('nan'):.3f} meV/atom ({rate:.2f} s/epoch)")
+
+    return EpochLog
+
+
+def _EpochLog(max_epochs: int, log):
+    return _epoch_log_class()(max_epochs, log)
+
+
 def _finished(run_dir: Path, training: dict) -> dict | None:
     """The record of a finished run with these settings in ``run_dir``, or None."""
     path = run_dir / "done.json"
@@ -322,9 +352,13 @@ def _trainer(run_dir: Path, max_epochs: int, config: TrainConfig, progress, has_
         loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=0))
     except Exception:  # TensorBoard is optional
         pass
-    show = progress if progress is not None else None
+    import sys
+
+    bar = sys.stderr.isatty() if progress is None else bool(progress)
+    if not bar and progress is None:  # no terminal (a log file, CI): one line every few epochs
+        callbacks.append(_EpochLog(max_epochs, log))
     trainer = pl.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, deterministic=True,
-                         callbacks=callbacks, logger=loggers, enable_progress_bar=show is not False,
+                         callbacks=callbacks, logger=loggers, enable_progress_bar=bar,
                          enable_model_summary=False, reload_dataloaders_every_n_epochs=1,
                          num_sanity_val_steps=0, log_every_n_steps=1, default_root_dir=str(run_dir),
                          limit_val_batches=1.0 if has_val else 0)

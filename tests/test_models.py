@@ -166,6 +166,16 @@ def test_force_and_stress_training_gives_exact_weight_gradients(kind, tmpdir_m):
     assert checked >= 5
 
 
+def test_training_with_forces_and_stress_runs_through_lightning(tmp_path):
+    fz, ds, fs = setup()
+    cfg = TrainConfig(kind="site", order=2, epochs=2, batch_size=16, force_weight=1e-3, stress_weight=1.0, seed=0,
+                      hidden=(4,))
+    res = train_model(SPEC, None, cfg, tmp_path / "f.ckpt", featurizer=fz, features=fs, progress=False,
+                      log=lambda *a: None)
+    assert res.extra["epochs"] == 2
+    assert np.isfinite(res.metrics["test"]["force_rmse_meV_A"])
+
+
 # ----------------------------------------------------------------- checkpoints
 def test_checkpoint_reloads_in_a_fresh_process_with_an_empty_cache(tmpdir_m, tmp_path):
     res, pred = trained("cluster", tmpdir_m)

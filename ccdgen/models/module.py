@@ -91,6 +91,10 @@ class EnergyModel(pl.LightningModule):
         return self._site_maps[key]
 
     # ------------------------------------------------------------------ training
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        """Batches hold CPU tensors and the frames' geometry for the (CPU) kernels: keep them."""
+        return batch
+
     def _needs_geometry(self) -> bool:
         return self.hparams.force_weight > 0 or self.hparams.stress_weight > 0
 

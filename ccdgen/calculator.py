@@ -56,9 +56,14 @@ class Calculator(_ASECalculator):
             raise MappingError(f"this configuration is not a supercell of the model's reference crystal: {exc.what}",
                                why=exc.why, fix=exc.fix) from None
         xs = m.site_positions(pos, cell)
-        frac = xs @ np.linalg.inv(cell)
+        frac = xs @ np.linalg.inv(self._reference_cell(m, cell))
         self._last = (m, atoms.numbers.copy(), np.mean(frac - m.supercell.site_frac, axis=0))
         return m, xs
+
+    @staticmethod
+    def _reference_cell(m, cell) -> np.ndarray:
+        """The deformed reference cell ``H⁻¹ C`` (rows): site fractions are in its basis."""
+        return np.linalg.solve(m.supercell.matrix.astype(float), cell)
 
     def _reuse(self, pos, cell):
         """Site-ordered positions from the previous mapping, if every atom is still within
@@ -66,18 +71,19 @@ class Calculator(_ASECalculator):
         mapping would assign the same sites; else None."""
         m, _, shift = self._last
         try:
-            frac = pos[m.atom_of_site] @ np.linalg.inv(cell)
+            a = self._reference_cell(m, cell)
+            frac = pos[m.atom_of_site] @ np.linalg.inv(a)
         except np.linalg.LinAlgError:
             return None
         ref = m.supercell.site_frac + shift
         d = frac - ref
-        d -= np.round(d)
+        d -= np.round(d)  # nearest image of each atom to its own site (the supercell repeats it)
         mean = d.mean(axis=0)
-        dev = (d - mean) @ cell
+        dev = (d - mean) @ a
         if not np.all(np.isfinite(dev)) or np.linalg.norm(dev, axis=1).max() > 0.45 * self._site_gap():
             return None
         self._last = (m, self._last[1], shift + mean)
-        return (ref + d) @ cell
+        return (ref + d) @ a
 
     def _site_gap(self) -> float:
         """Shortest distance between two sites of the reference crystal (Å)."""

@@ -312,9 +312,12 @@ def _gap(sc: Supercell) -> tuple[float, tuple]:
     that is not metrically equivalent (capped at ``_GAP_SEARCH``), the preferred matrix of
     each crystal-inequivalent class of the metrically equivalent ones, as Supercells,
     most preferred first)."""
-    hh, s = fit_supercell_matrices(sc.reference.cell, sc.cell, sc.n_cells, _GAP_SEARCH)
+    # the exhaustive search grows like n_cells²: for large cells look only nearby (frames with
+    # less strain than half of what was searched still take the fast path)
+    bound = _GAP_SEARCH if sc.n_cells <= 8 else np.log1p(0.15) if sc.n_cells <= 27 else np.log1p(0.06)
+    hh, s = fit_supercell_matrices(sc.reference.cell, sc.cell, sc.n_cells, bound)
     tie = s <= TIE_TOL
-    gap = float(s[~tie].min()) if np.any(~tie) else _GAP_SEARCH
+    gap = float(s[~tie].min()) if np.any(~tie) else bound
     tied = hh[tie]
     reps = [tied[cls][canonical_choice(tied[cls])] for cls in _classes(tied, sc.reference)]
     reps.sort(key=lambda h: (int(np.trace(h)), tuple(h.reshape(-1).tolist())), reverse=True)
@@ -381,6 +384,33 @@ def _search_translation(nearest, q_anchor: np.ndarray, t: _Tables) -> tuple[np.n
 
 
 # ----------------------------------------------------------------------------- careful path
+def _nearest_sites(q: np.ndarray, theta: np.ndarray, sp_atoms: dict, t: _Tables) -> dict:
+    """Nearest same-species site of every atom, in O(n): for each basis site ``b`` of the
+    species, the nearest reference-lattice translation of ``q − θ − f_b`` (:func:`_cvp`),
+    then the best ``b``.  ``q (n, 3)`` reference-fractional atoms, ``θ (3,)`` the translation.
+    Returns species -> (site (k,) int64, d2 (k,) Å², x (k, 3) Å reference frame offset atom −
+    site, image (k, 3) int64 L-fractional), as :func:`_full_distances` would pick them."""
+    out = {}
+    ref = t.sc.reference
+    for sp, idx in sp_atoms.items():
+        best = None
+        for b in t.basis_of[sp]:
+            z = q[idx] - theta - ref.frac[b]
+            k = _cvp(z, t)
+            x = (z - k) @ t.a
+            d2 = np.einsum("ki,ki->k", x, x)
+            if best is None:
+                best = [np.full(len(idx), b), k, x, d2]
+            else:
+                better = d2 < best[3]
+                best[0][better], best[1][better], best[2][better], best[3][better] = b, k[better], x[better], d2[better]
+        bb, k, x, d2 = best
+        site, _ = t.sc.locate(np.column_stack([bb, k]))
+        img = np.rint((q[idx] - theta) @ t.h_inv - t.u[site] - x @ t.a_inv @ t.h_inv).astype(np.int64)
+        out[sp] = (site, d2, x, img)
+    return out
+
+
 def _full_distances(v: np.ndarray, tau: np.ndarray, u: np.ndarray, t: _Tables):
     """Periodic offsets of atoms ``v (n_a, 3)`` from sites ``u (n_s, 3)`` (both L-fractional)
     at translation ``tau (3,)``: minimum image over the reduced supercell lattice (rounding,
@@ -410,11 +440,9 @@ def _careful_assign(v, q, sp_atoms: dict, t: _Tables, where: str, symbols, max_d
     def nearest(theta):  # (1, 3) -> ((1, n, 3), (1, n), (1,))
         x_all = np.empty((n, 3))
         d2_all = np.empty(n)
-        for sp, (d2, x, _) in matrices(theta[0]).items():
-            j = np.argmin(d2, axis=1)
-            rows = np.arange(len(j))
-            x_all[sp_atoms[sp]] = x[rows, j]
-            d2_all[sp_atoms[sp]] = d2[rows, j]
+        for sp, (_, d2, x, _) in _nearest_sites(q, theta[0], sp_atoms, t).items():
+            x_all[sp_atoms[sp]] = x
+            d2_all[sp_atoms[sp]] = d2
         return x_all[None], d2_all[None], np.ones(1, dtype=bool)
 
     a_star = int(sp_atoms[t.anchor][0])
@@ -425,23 +453,27 @@ def _careful_assign(v, q, sp_atoms: dict, t: _Tables, where: str, symbols, max_d
     img = np.empty((n, 3), dtype=np.int64)
     nearest_site = np.empty(n, dtype=np.int64)
     nearest_d = np.empty(n)
-    for sp, (d2, xs, im) in matrices(theta).items():
-        idx = sp_atoms[sp]
-        sites = t.sites_of[sp]
-        jn = np.argmin(d2, axis=1)
-        rows = np.arange(len(idx))
-        nearest_site[idx] = sites[jn]
-        nearest_d[idx] = np.sqrt(d2[rows, jn])
-        if assignment == "optimal":
+    near = _nearest_sites(q, theta, sp_atoms, t)
+    tau = theta @ t.h_inv
+    for sp, idx in sp_atoms.items():
+        s_n, d2_n, x_n, img_n = near[sp]
+        nearest_site[idx] = s_n
+        nearest_d[idx] = np.sqrt(d2_n)
+        if assignment == "optimal":  # needs every atom-site distance of the species
             from scipy.optimize import linear_sum_assignment
 
+            d2, xs, im = matrices(theta)[sp]
             r, j = linear_sum_assignment(d2)
             j = j[np.argsort(r)]
+            rows = np.arange(len(idx))
+            site[idx] = t.sites_of[sp][j]
+            x[idx] = xs[rows, j]
+            img[idx] = im[rows, j]
         else:
-            j = jn
-        site[idx] = sites[j]
-        x[idx] = xs[rows, j]
-        img[idx] = im[rows, j]
+            site[idx] = s_n
+            x[idx] = x_n
+            img[idx] = img_n
+    del tau
     mu = x.mean(axis=0)
     d = x - mu
     dist = np.linalg.norm(d, axis=1)

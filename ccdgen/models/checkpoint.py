@@ -107,6 +107,8 @@ class Predictor:
     def __init__(self, module, featurizer):
         self.module, self.featurizer = module, featurizer
         self.kind = module.hparams.kind
+        module.eval()
+        module.requires_grad_(False)  # inference: derivatives in the inputs only
 
     @property
     def hparams(self):
@@ -126,11 +128,22 @@ class Predictor:
                  "n_cells": torch.full((len(cells),), float(layout.supercell.n_cells), dtype=torch.float64),
                  "positions": np.ascontiguousarray(site_positions), "cells": np.ascontiguousarray(cells),
                  "layout": layout}
-        if not forces:
-            with torch.no_grad():
-                return self.module.energy(batch).numpy(), None, None
-        e, f, s = self.module.energy_forces_stress(batch)
-        return e.detach().numpy(), f.detach().numpy(), s.detach().numpy()
+        import os
+
+        big = sum(v.numel() for v in batch["inputs"].values()) > 200_000
+        if big and "CCDGEN_TORCH_THREADS" not in os.environ:  # large arrays: use every core
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
+        try:
+            if not forces:
+                with torch.no_grad():
+                    return self.module.energy(batch).numpy(), None, None
+            e, f, s = self.module.energy_forces_stress(batch)
+            return e.detach().numpy(), f.detach().numpy(), s.detach().numpy()
+        finally:
+            if big:
+                from . import torch_threads
+
+                torch_threads()
 
     def predict(self, dataset, batch: int = 512, forces: bool = True, progress: bool | None = None) -> dict:
         from tqdm.auto import tqdm

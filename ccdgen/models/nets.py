@@ -64,8 +64,24 @@ class _OrbitNets(nn.Module):
         """``NN(z(x)) − NN(z(0))`` for (..., F) inputs → (...)."""
         net = self.nets[_key(name)]
         z = self.standardize(name, x)
+        return net(z).squeeze(-1) - self._reference_value(name, net, x)
+
+    def _reference_value(self, name: str, net, x: torch.Tensor) -> torch.Tensor:
+        """``NN(z(0))``; cached while the weights are frozen (inference), recomputed (and
+        differentiated) while they train."""
+        params = list(net.parameters())
+        frozen = not any(p.requires_grad for p in params)
+        if frozen:
+            key = (name, tuple(p._version for p in params), tuple(b._version for b in self.buffers()))
+            cache = self.__dict__.setdefault("_z0_cache", {})
+            hit = cache.get(name)
+            if hit is not None and hit[0] == key:
+                return hit[1]
         z0 = self.standardize(name, x.new_zeros(x.shape[-1]))
-        return net(z).squeeze(-1) - net(z0).squeeze(-1)
+        val = net(z0).squeeze(-1)
+        if frozen:
+            cache[name] = (key, val.detach())
+        return val
 
     def energy(self, inputs: dict, n_cells: torch.Tensor) -> torch.Tensor:
         """``inputs[name]`` (B, n_items, F) → energies (B,) eV."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
+from conftest import run_cli
 from ase import Atoms
 
 from ccdgen.symmetry.free import polyhedron
@@ -18,13 +16,6 @@ from ccdgen.symmetry.free import polyhedron
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cspbbr3" / "ccdgen.toml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(*args, cwd=REPO):
-    r = subprocess.run([sys.executable, "-m", "ccdgen.cli.main", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 @lru_cache(maxsize=None)

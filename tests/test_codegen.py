@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -664,18 +665,14 @@ def test_show_code(capsys):
     assert "def features_kernel" in out and "def vjp_kernel" in out
 
 
-def run_cli(*args, cache_dir):
-    env = {**os.environ, "CCDGEN_CACHE_DIR": str(cache_dir)}
-    r = subprocess.run([sys.executable, "-m", "ccdgen.cli.main", *map(str, args)], cwd=REPO,
-                       capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
+def cli_stdout(*args, cache_dir):
+    return run_cli(*args, env={"CCDGEN_CACHE_DIR": str(cache_dir)}).stdout
 
 
 def test_cli_compile(tmp_path):
     cc = kernel("CsPbBr3:PbBr6", 2)
     session_cache = os.environ["CCDGEN_CACHE_DIR"]
-    doc = json.loads(run_cli("compile", EXAMPLE, "--order", "2", "--json", "--cluster", "PbBr6",
+    doc = json.loads(cli_stdout("compile", EXAMPLE, "--order", "2", "--json", "--cluster", "PbBr6",
                              cache_dir=session_cache))
     assert doc["order"] == 2
     (row,) = doc["clusters"]
@@ -699,17 +696,17 @@ def test_cli_cache_ls_and_clear(tmp_path):
     inv = next(e for e in list_entries("invariants") if e["ok"])
     shutil.copytree(inv["path"], cache_dir / "invariants" / inv["key"])
 
-    listing = run_cli("cache", "ls", cache_dir=cache_dir)
+    listing = cli_stdout("cache", "ls", cache_dir=cache_dir)
     assert str(cache_dir) in listing and "(2 entries)" in listing
     assert re.search(rf"kernels\s+{cc.key[:16]}.*ok.*PbBr6", listing)
     assert re.search(rf"invariants\s+{inv['key'][:16]}.*ok", listing)
     assert "CORRUPT" not in listing
-    assert run_cli("cache", "path", cache_dir=cache_dir).strip() == str(cache_dir)
+    assert cli_stdout("cache", "path", cache_dir=cache_dir).strip() == str(cache_dir)
 
-    out = run_cli("cache", "clear", "--kind", "kernels", cache_dir=cache_dir)
+    out = cli_stdout("cache", "clear", "--kind", "kernels", cache_dir=cache_dir)
     assert "removed 1 cache entry" in out
     assert not (cache_dir / "kernels" / cc.key).exists()
-    listing = run_cli("cache", "ls", cache_dir=cache_dir)
+    listing = cli_stdout("cache", "ls", cache_dir=cache_dir)
     assert "(1 entries)" in listing and "kernels" not in listing.split("entries)", 1)[1]
     assert inv["key"][:16] in listing
     assert cc.path.is_file()  # the session cache is untouched

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import ase.io
 import numpy as np
 import pytest
+from conftest import run_cli
 from ase import Atoms
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -516,11 +517,8 @@ def test_near_degeneracy_notes():
 
 
 # ------------------------------------------------------------------ CLI
-def run_cli(*args, timeout=300, ok=True):
-    r = subprocess.run([sys.executable, "-m", "ccdgen.cli.main", *map(str, args)], cwd=REPO,
-                       capture_output=True, text=True, timeout=timeout, env={**os.environ})
-    if ok:
-        assert r.returncode == 0, r.stderr
+def cli(*args, timeout=300, ok=True):
+    r = run_cli(*args, timeout=timeout, check=ok)
     return r if not ok else r.stdout
 
 
@@ -532,7 +530,7 @@ def write_xyz(directory: Path, name: str, shape: str) -> Path:
 
 
 def test_cli_inspect_order_json():
-    doc = json.loads(run_cli("inspect", EXAMPLE, "--order", "2", "--json"))
+    doc = json.loads(cli("inspect", EXAMPLE, "--order", "2", "--json"))
     names = [c["name"] for c in doc["clusters"]]
     assert names == CRYSTAL
     for c in doc["clusters"]:
@@ -549,14 +547,14 @@ def test_cli_inspect_order_json():
     assert pbbr6["ccd_set"] == "truncated" and pbbr6["per_degree"] == {"1": 1, "2": 5}
     assert any(row["content"] == "T1u²" and row["ccd"] == "η[T1u,1]² + η[T1u,2]² + η[T1u,3]²"
                for row in pbbr6["irrep_basis"])
-    orbits = json.loads(run_cli("inspect", EXAMPLE, "--order", "2", "--json", "--basis", "orbits",
+    orbits = json.loads(cli("inspect", EXAMPLE, "--order", "2", "--json", "--basis", "orbits",
                                 "--cluster", "PbBr6"))["clusters"][0]["invariants"]
     assert orbits["count"] == len(orbits["functions"]) == 6
     assert orbits["functions"][0]["name"] == "PbBr6_d1_1" and "R[" in orbits["functions"][0]["pairs"]
 
 
 def test_cli_inspect_order_text():
-    out = run_cli("inspect", EXAMPLE, "--order", "3", "--cluster", "PbBr6")
+    out = cli("inspect", EXAMPLE, "--order", "3", "--cluster", "PbBr6")
     assert "d1: 1/1" in out and "d2: 5/5" in out and "d3: 14/14" in out
     assert "invariants by irrep content" in out
     assert "d2 [T1u²] = η[T1u,1]² + η[T1u,2]² + η[T1u,3]²" in out
@@ -565,36 +563,36 @@ def test_cli_inspect_order_text():
 
 
 def test_cli_inspect_order_latex():
-    out = run_cli("inspect", EXAMPLE, "--order", "2", "--format", "latex", "--cluster", "PbBr6")
+    out = cli("inspect", EXAMPLE, "--order", "2", "--format", "latex", "--cluster", "PbBr6")
     assert "\\eta_{T_{1u},1}^{2} + \\eta_{T_{1u},2}^{2} + \\eta_{T_{1u},3}^{2}" in out
     assert "2 & $T_{1u}^{2}$ & $" in out
     assert "d1: 1/1" in out and "d2: 5/5" in out
-    out = run_cli("inspect", EXAMPLE, "--order", "2", "--format", "latex", "--cluster", "PbBr6",
+    out = cli("inspect", EXAMPLE, "--order", "2", "--format", "latex", "--cluster", "PbBr6",
                   "--basis", "orbits")
     assert "PbBr6_d1_1 = " in out and "PbBr6_d2_5 = " in out and "\\mathcal{R}" in out
 
 
 def test_cli_inspect_order_in_pairs():
-    out = run_cli("inspect", EXAMPLE, "--order", "2", "--in", "pairs", "--expand", "--cluster", "triplet",
+    out = cli("inspect", EXAMPLE, "--order", "2", "--in", "pairs", "--expand", "--cluster", "triplet",
                   "--cluster", "pair1")
     for name in ("triplet_d1_1", "triplet_d2_4", "pair1_d1_1", "pair1_d2_1"):
         assert f"{name} = " in out
     assert "ε(" in out and "(1/" in out
-    out = run_cli("inspect", EXAMPLE, "--order", "2", "--basis", "orbits", "--cluster", "triplet")
+    out = cli("inspect", EXAMPLE, "--order", "2", "--basis", "orbits", "--cluster", "triplet")
     assert "triplet_d2_4 = R[" in out and "(orbit of" in out
-    out = run_cli("inspect", EXAMPLE, "--order", "2", "--basis", "orbits", "--in", "ccd", "--cluster", "triplet")
+    out = cli("inspect", EXAMPLE, "--order", "2", "--basis", "orbits", "--in", "ccd", "--cluster", "triplet")
     assert "triplet_d2_4 = " in out and "η[" in out
 
 
 def test_cli_bad_view_combinations():
     for args in (("--basis", "irreps", "--in", "pairs"), ("--basis", "irreps", "--expand"),
                  ("--basis", "orbits", "--in", "ccd", "--expand")):
-        r = run_cli("inspect", EXAMPLE, "--order", "2", "--cluster", "triplet", *args, ok=False)
+        r = cli("inspect", EXAMPLE, "--order", "2", "--cluster", "triplet", *args, ok=False)
         assert r.returncode == 2 and "Fix:" in r.stderr and "Traceback" not in r.stderr, args
 
 
 def test_cli_irrep_basis():
-    inv = json.loads(run_cli("inspect", EXAMPLE, "--order", "2", "--basis", "irreps", "--cluster", "PbBr6",
+    inv = json.loads(cli("inspect", EXAMPLE, "--order", "2", "--basis", "irreps", "--cluster", "PbBr6",
                              "--json"))["clusters"][0]["invariants"]
     assert [row["degree"] for row in inv["irrep_basis"]].count(2) == inv["per_degree"]["2"]
     row = next(r for r in inv["irrep_basis"] if r["content"] == "T1u²")
@@ -604,12 +602,12 @@ def test_cli_irrep_basis():
 def test_cli_near_degeneracy_note_in_text_and_json():
     """Whatever the transform gives, the notes in text and JSON agree with the blocks."""
     t = transform("CsPbBr3:PbBr6")
-    doc = json.loads(run_cli("inspect", EXAMPLE, "--json", "--cluster", "PbBr6"))
+    doc = json.loads(cli("inspect", EXAMPLE, "--json", "--cluster", "PbBr6"))
     notes = doc["clusters"][0]["ccd"]["near_degeneracies"]
     ev = [b.eigenvalue for b in t.blocks]
     expected = [i for i in range(len(ev) - 1) if (ev[i] - ev[i + 1]) / ev[i] < 1e-3]
     assert [n["blocks"][0] for n in notes] == expected
-    text = run_cli("inspect", EXAMPLE, "--cluster", "PbBr6")
+    text = cli("inspect", EXAMPLE, "--cluster", "PbBr6")
     assert text.count("differ by") == len(notes)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from ccdgen.ccd.evaluate import ccd_jacobian, ccds
 from ccdgen.ccd.transform import build_transform
@@ -386,18 +385,13 @@ def test_truncate_that_splits_a_block_spec(tmp_path):
 
 
 # ------------------------------------------------------------------ CLI
-def run_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "ccdgen.cli.main", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture
 def bad_spec(tmp_path):
     return write_spec(tmp_path, '[[clusters]]\nname = "pair"\nkind = "pairs"\nmax_lenght = 6.5\n')
 
 
 def test_cli_error_without_traceback(bad_spec):
-    r = run_cli("inspect", bad_spec)
+    r = run_cli("inspect", bad_spec, check=False)
     assert r.returncode == 2
     assert "error:" in r.stderr and "max_lenght" in r.stderr and "max_length" in r.stderr
     assert "Traceback" not in r.stderr
@@ -405,13 +399,13 @@ def test_cli_error_without_traceback(bad_spec):
 
 
 def test_cli_error_with_traceback(bad_spec):
-    r = run_cli("inspect", "--traceback", bad_spec)
+    r = run_cli("inspect", "--traceback", bad_spec, check=False)
     assert r.returncode != 0
     assert "Traceback" in r.stderr and "SpecError" in r.stderr
 
 
 def test_cli_top_level_traceback_flag(bad_spec):
-    r = run_cli("--traceback", "inspect", bad_spec)
+    r = run_cli("--traceback", "inspect", bad_spec, check=False)
     assert "Traceback" in r.stderr
 
 

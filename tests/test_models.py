@@ -3,7 +3,6 @@ gradients of force training, checkpoints, resume, the linear baseline, no test l
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 import torch
 
 from ccdgen.crystal.featurizer import CrystalFeaturizer
-from ccdgen.crystal.supercell import Supercell
+
 from ccdgen.data.dataset import Dataset
 from ccdgen.data.features import featurize_dataset
 from ccdgen.data.io import read_dataset

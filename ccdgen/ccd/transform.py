@@ -196,6 +196,7 @@ def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: f
             raw.append((lam, irrep.index, 0, irrep.label, irrep.dim, iso))
             continue
         w, u = np.linalg.eigh(iso.T @ c @ iso)
+        first = None  # copy 1's basis, which later copies are aligned to
         order = np.argsort(-w, kind="stable")
         w, u = w[order], u[:, order]
         for k in range(irrep.multiplicity):

@@ -572,7 +572,7 @@ class Supercell:
         adj, det = _adjugate(self.matrix)
         rot = np.asarray(sg.rotations, dtype=np.int64)
         compat = [k for k in range(len(rot)) if not np.any((self.matrix @ rot[k].T @ adj) % det)]
-        nb, nc, na = ref.n_basis, self.n_cells, self.n_atoms
+        nc, na = self.n_cells, self.n_atoms
         b = self.site_basis
         w = rot[compat]  # (n_k, 3, 3)
         site_map = np.asarray(sg.site_map, dtype=np.int64)[compat]

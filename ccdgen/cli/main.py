@@ -29,6 +29,8 @@ SUBCOMMANDS = {
     "train": "Train a cluster-based, site-based or linear energy model on labelled data.",
     "predict": "Energy, forces and stress of configurations from a trained model.",
     "evaluate": "Errors of a trained model against labelled data (by frame family).",
+    "sample": "Generate training configurations: Glazer tilts, symmetry-adapted modes, strains, n-sphere samples, interpolations.",
+    "label": "Label configurations (energy, forces, stress) with an ASE calculator; resumable.",
 }
 
 

@@ -500,9 +500,6 @@ def write_npz(path, features: dict, site_features: dict | None, names: dict, sit
               extra: dict | None = None) -> Path:
     """Write one array per cluster orbit ``<name>`` (n_frames, n_clusters, F) and per site orbit
     ``site/<name>`` (n_frames, n_sites, F_site), with ``feature_names/<name>``; atomically."""
-    import os
-    import tempfile
-
     path = Path(path)
     arrays = {n: v for n, v in features.items()}
     for n, v in names.items():
@@ -513,13 +510,8 @@ def write_npz(path, features: dict, site_features: dict | None, names: dict, sit
         arrays[f"feature_names/site/{n}"] = np.array(v)
     for n, v in (extra or {}).items():
         arrays[n] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    from ..fileio import atomic_path
+
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

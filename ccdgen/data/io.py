@@ -907,6 +907,9 @@ def write_dataset(path, data, *, compresslevel: int = 6) -> Path:
                     raw.write(format_frame(fr).encode())
             raw.flush()
             os.fsync(raw.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -10,8 +10,6 @@ returns a :class:`Predictor`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +63,10 @@ def save_model(module, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
             "pytorch-lightning_version": pl.__version__, "ccdgen_version": __version__, "format": FORMAT}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    from ..fileio import atomic_path
+
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -261,3 +261,13 @@ def test_copies_of_an_irrep_carry_the_same_matrices(name):
     dot = lambda e: e[a.start:a.stop] @ e[b.start:b.stop]
     for dg in d:
         assert dot(dg @ eta) == pytest.approx(dot(eta), abs=1e-12)
+
+
+def test_large_derivations_announce_their_cost(monkeypatch, capsys):
+    from ccdgen.invariants import cached
+
+    monkeypatch.setattr(cached, "_ANNOUNCE_ABOVE", 10)
+    t = free("octahedron")
+    cached.invariant_basis(t, 3, use_cache=False)
+    err = capsys.readouterr().err
+    assert "deriving invariants to degree 3" in err and "monomials of 15 pair variables" in err and "about" in err

@@ -71,6 +71,15 @@ class PairRepresentation:
         return out
 
     @cached_property
+    def inverse_perm(self) -> np.ndarray:
+        """(order, n_pairs) int: ``inverse_perm[g, g(p)] = p``, so ``(Γ(g) y)[q] = y[inverse_perm[g, q]]``."""
+        out = np.empty_like(self.pair_perm)
+        rows = np.arange(self.pair_perm.shape[1])
+        for g, pp in enumerate(self.pair_perm):
+            out[g, pp] = rows
+        return out
+
+    @cached_property
     def characters(self) -> np.ndarray:
         """(order,) float: χ_Γ(g) = number of pairs fixed by g."""
         return (self.pair_perm == np.arange(self.n_pairs)).sum(axis=1).astype(float)

@@ -118,9 +118,35 @@ class CCDTransform:
 
         return ccd_names(self.ccd_labels, style)
 
-    def D(self) -> np.ndarray:
-        """(order, n_pairs, n_pairs): ``D(g) = Q Γ(g) Q⁻¹`` (Eq. 11), block diagonal."""
-        return np.einsum("ij,gjk,kl->gil", self.Q, self.rep.matrices(), self.Q_inv, optimize=True)
+    def D(self, k: int | None = None) -> np.ndarray:
+        """(order, k, k): the leading ``k × k`` block (default: all CCDs) of
+        ``D(g) = Q Γ(g) Q⁻¹`` (Eq. 11), block diagonal.  Γ acts by permutation, so
+        ``Γ(g) Q⁻¹`` is ``Q⁻¹`` with permuted rows: no dense Γ is formed."""
+        k = self.n_ccd if k is None else int(k)
+        q, q_inv = self.Q[:k], self.Q_inv[:, :k]
+        return np.stack([q @ q_inv[inv] for inv in self.rep.inverse_perm])
+
+    def block_matrices(self, k: int | None = None) -> list:
+        """The irrep blocks of ``D(g)`` among the first ``k`` CCDs: ``[(order, d, d)]`` per
+        block, at a cost of ``|G| M Σ d²`` (instead of ``|G| M k²`` for :meth:`D`)."""
+        k = self.n_ccd if k is None else int(k)
+        inv = self.rep.inverse_perm
+        out = []
+        for b in self.blocks:
+            if b.stop > k:
+                break
+            cols = self.Q_inv[:, b.start:b.stop]
+            out.append(np.einsum("dm,gmc->gdc", self.Q[b.start:b.stop], cols[inv], optimize=True))
+        return out
+
+    def D_from_blocks(self, k: int | None = None) -> np.ndarray:
+        """(order, k, k): ``D(g)`` assembled from :meth:`block_matrices` (the entries between
+        blocks, zero up to rounding in :meth:`D`, are exactly zero here)."""
+        k = self.n_ccd if k is None else int(k)
+        out = np.zeros((self.rep.pair_perm.shape[0], k, k))
+        for b, m in zip(self.blocks, self.block_matrices(k)):
+            out[:, b.start:b.stop, b.start:b.stop] = m
+        return out
 
     @property
     def truncated_blocks(self) -> tuple:
@@ -159,6 +185,24 @@ def _canonical_basis(proj: np.ndarray, dim: int) -> np.ndarray:
     return np.array(vecs).T
 
 
+def _canonical_basis_of_span(sub: np.ndarray, dim: int) -> np.ndarray:
+    """:func:`_canonical_basis` of the projector ``sub subᵀ`` onto the span of the orthonormal
+    columns ``sub`` (M, dim), without forming the M × M projector: column p is ``sub sub[p]``."""
+    vecs = []
+    for p in range(sub.shape[0]):
+        v = sub @ sub[p]
+        for w in vecs:
+            v -= (w @ v) * w
+        n = np.linalg.norm(v)
+        if n > 1e-8:
+            vecs.append(v / n)
+            if len(vecs) == dim:
+                break
+    if len(vecs) != dim:
+        raise InternalError(f"projector of rank {dim} gave {len(vecs)} vectors")
+    return np.array(vecs).T
+
+
 def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: float = 0.15,
                     truncate: int | str | None = "auto") -> CCDTransform:
     """The CCD transform of a cluster.
@@ -185,6 +229,11 @@ def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: f
     i, j = rep.pairs[:, 0], rep.pairs[:, 1]
     r0 = np.linalg.norm(cluster.positions[i] - cluster.positions[j], axis=-1)
     sigma_a = float(sigma) * cluster.length_scale
+    if rep.n_pairs > 400:
+        from ..progress import human_seconds, note
+
+        note(f"{cluster.name}: correlation matrix and CCD blocks of {rep.n_pairs} pair variables "
+             f"(|G| = {cluster.group.order}; about {human_seconds(3e-6 * rep.n_pairs ** 2 * 2)})")
     c = correlation_matrix(cluster.positions, rep.pairs, rep.pair_perm, cluster.group.permutations, metric, sigma_a)
 
     raw = []  # (eigenvalue, irrep index, copy, label, dim, basis columns)
@@ -208,7 +257,7 @@ def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: f
                 warnings.warn(f"{cluster.name}: two copies of {irrep.label} have the same correlation "
                               "eigenvalue; their split is arbitrary", stacklevel=2)
             sub = iso @ u[:, sl]
-            vecs = _canonical_basis(sub @ sub.T, irrep.dim)
+            vecs = _canonical_basis_of_span(sub, irrep.dim)
             if k > 0:  # the same D(g) block as copy 1, so products of copies read as dot products
                 vecs = _aligned(vecs, first, rep)
             else:
@@ -237,11 +286,12 @@ def _aligned(vk: np.ndarray, v1: np.ndarray, rep: PairRepresentation) -> np.ndar
     from ..quasirandom import quasi_random_normal
 
     d = v1.shape[1]
-    g = rep.matrices()
+    # T v1 = Σ_g Γ(g) vk E v1ᵀ Γ(g)ᵀ v1 with (Γᵀ v)[p] = v[g(p)] and (Γ y)[q] = y[g⁻¹(q)]
+    s = np.einsum("md,gmc->gdc", v1, v1[rep.pair_perm], optimize=True)  # v1ᵀ Γ(g)ᵀ v1
+    vk_inv = vk[rep.inverse_perm]  # (order, M, d): rows of Γ(g) vk
     best = None
     for e in (np.eye(d), quasi_random_normal(d, d)):
-        t = np.einsum("gij,jk,glk->il", g, vk @ e @ v1.T, g, optimize=True)
-        m = t @ v1
+        m = np.einsum("gmd,de,gec->mc", vk_inv, e, s, optimize=True)
         if best is None or np.linalg.norm(m) > np.linalg.norm(best):
             best = m
     if np.linalg.norm(best) < 1e-8:

@@ -82,6 +82,12 @@ def main(argv=None) -> int:
             _unrecognized(parser.subcommands[args.command], extra)
     except SystemExit as exc:  # --help, --version, or a refused argument (already printed)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # one line, no source
+        print(f"ccdgen {args.command}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
     t0 = time.perf_counter()
     try:
         rc = args._module.run(args)

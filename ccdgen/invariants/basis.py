@@ -274,8 +274,7 @@ def derive_basis(pair_perm: np.ndarray, max_degree: int, transform=None, truncat
             raise InternalError("a truncated basis needs the CCD transform")
         k_trunc = transform.n_truncated
         projection = truncation_projection(transform)
-        d_t = transform.D()[:, :k_trunc, :k_trunc]
-        molien = molien_matrices(d_t, max_degree)
+        molien = molien_matrices(transform.block_matrices(k_trunc), max_degree)
     else:
         molien = molien_permutation(pair_perm, max_degree)
     all_mons, degrees, offsets, per_degree = [], [], [0], {}

@@ -194,7 +194,7 @@ def expected_counts(t: CCDTransform, max_degree: int, truncated: bool) -> dict:
     ``D_T`` (eigenvalues) for the truncated one."""
     if truncated:
         k = t.n_truncated
-        m = molien_matrices(t.D()[:, :k, :k], max_degree)
+        m = molien_matrices(t.block_matrices(k), max_degree)
     else:
         m = molien_permutation(t.rep.pair_perm, max_degree)
     return {d: m[d] for d in range(1, max_degree + 1)}
@@ -214,7 +214,7 @@ def sector_invariants(t: CCDTransform, max_degree: int, truncated: bool | None =
     k = blocks[-1].stop
     if expected is None:
         expected = expected_counts(t, max_degree, truncated)
-    return sector_basis(t.D()[:, :k, :k], [(b.start, b.stop) for b in blocks], max_degree, expected)
+    return sector_basis(t.D_from_blocks(k), [(b.start, b.stop) for b in blocks], max_degree, expected)
 
 
 def _blocks_of(t: CCDTransform, sb: SectorBasis) -> tuple:

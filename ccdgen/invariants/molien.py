@@ -29,17 +29,21 @@ def _series_inverse_one_minus(lams: np.ndarray, max_degree: int) -> np.ndarray:
     return out
 
 
-def molien_matrices(matrices: np.ndarray, max_degree: int) -> list[int]:
+def molien_matrices(matrices, max_degree: int) -> list[int]:
     """m_0..m_max_degree of the Molien series of a real representation.
 
     Parameters
     ----------
-    matrices : (order, n, n) float — D(g) for every group element
+    matrices : (order, n, n) float — D(g) for every group element; or a list of such
+        stacks ``(order, d_b, d_b)``, the diagonal blocks of a block-diagonal D(g)
+        (eigenvalues per block: much cheaper for large representations)
     """
+    stacks = [np.asarray(matrices)] if not isinstance(matrices, (list, tuple)) else [np.asarray(m) for m in matrices]
+    eig = np.concatenate([np.linalg.eigvals(m) for m in stacks], axis=1)  # (order, n)
     total = np.zeros(max_degree + 1, dtype=complex)
-    for d in matrices:
-        total += _series_inverse_one_minus(np.linalg.eigvals(d), max_degree)
-    coeff = total / len(matrices)
+    for lam in eig:
+        total += _series_inverse_one_minus(lam, max_degree)
+    coeff = total / len(eig)
     rounded = np.rint(coeff.real)
     if np.max(np.abs(coeff - rounded)) > 1e-6 * max(1.0, np.max(np.abs(rounded))):
         raise InternalError(f"Molien coefficients are not integers: {coeff}")

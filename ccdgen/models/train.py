@@ -264,7 +264,7 @@ def _epoch_log_class():
 
         def __init__(self, max_epochs: int, log):
             self.every = max(1, max_epochs // 10)
-            self.max_epochs, self.log = max_epochs, log
+            self.max_epochs, self._emit = max_epochs, log
             self.t0 = time.perf_counter()
 
         def on_train_epoch_end(self, trainer, pl_module):
@@ -275,7 +275,7 @@ def _epoch_log_class():
             val = m.get("val_energy_rmse_meV_atom")
             tr = m.get("train_energy_rmse_meV_atom")
             rate = (time.perf_counter() - self.t0) / ep
-            self.log(f"  epoch {ep:>5}/{self.max_epochs}: energy RMSE train "
+            self._emit(f"  epoch {ep:>5}/{self.max_epochs}: energy RMSE train "
                      f"{float(tr) if tr is not None else float('nan'):.3f}, validation "
                      f"{float(val) if val is not None else float('nan'):.3f} meV/atom ({rate:.2f} s/epoch)")
 

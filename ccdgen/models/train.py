@@ -319,6 +319,7 @@ def _trainer(run_dir: Path, max_epochs: int, config: TrainConfig, progress, has_
         logging.getLogger(name).setLevel(logging.WARNING)  # no GPU/TPU banners and tips
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device`.*")
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp = run_dir / "run.json"
     ckdir = run_dir / "checkpoints"

@@ -17,6 +17,17 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, folder, name: str) -> Path:
+    """Write ``fig`` as ``folder/name.png`` (folder created) and close it."""
+    fig.tight_layout()
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def parity_plot(pred, ref, folder, name: str = "parity", title: str = "", parts: dict | None = None) -> Path:
     """Predicted vs reference energy per atom (meV/atom relative to the lowest reference).
 
@@ -38,13 +49,7 @@ def parity_plot(pred, ref, folder, name: str = "parity", title: str = "", parts:
     ax.set_ylabel("model energy (meV/atom)")
     ax.set_title(title or "parity", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder, name)
 
 
 def error_by_energy(pred, ref, folder, name: str = "error_by_energy", bins: int = 8) -> Path:
@@ -64,13 +69,7 @@ def error_by_energy(pred, ref, folder, name: str = "error_by_energy", bins: int 
     ax.set_xlabel("reference energy above the lowest (meV/atom)")
     ax.set_ylabel("test RMSE (meV/atom)")
     ax.set_title("error by energy (equal-count bins)", fontsize=9)
-    fig.tight_layout()
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder, name)
 
 
 def learning_curves(metrics_csv, folder, name: str = "learning_curves") -> Path | None:
@@ -101,13 +100,7 @@ def learning_curves(metrics_csv, folder, name: str = "learning_curves") -> Path 
     ax.set_xlabel("epoch")
     ax.set_ylabel("energy RMSE (meV/atom)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder, name)
 
 
 def training_plots(result, folder, dataset=None, prefix: str = "") -> list:

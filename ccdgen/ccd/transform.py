@@ -33,6 +33,7 @@ import numpy as np
 
 from ..clusters import Cluster
 from ..errors import ClusterError, InternalError, SpecError
+from ..linalg import canonical_span_basis
 from .metrics import PairMetric, get_metric
 from .representation import PairRepresentation
 
@@ -170,37 +171,13 @@ def degrees_of_freedom(cluster: Cluster) -> int:
 
 def _canonical_basis(proj: np.ndarray, dim: int) -> np.ndarray:
     """Gram–Schmidt of ``proj @ e_p`` for p = 0, 1, ... until ``dim`` vectors (columns)."""
-    vecs = []
-    for p in range(proj.shape[0]):
-        v = proj[:, p].copy()
-        for w in vecs:
-            v -= (w @ v) * w
-        n = np.linalg.norm(v)
-        if n > 1e-8:
-            vecs.append(v / n)
-            if len(vecs) == dim:
-                break
-    if len(vecs) != dim:
-        raise InternalError(f"projector of rank {dim} gave {len(vecs)} vectors")
-    return np.array(vecs).T
+    return canonical_span_basis(lambda p: proj[:, p], proj.shape[0], dim)
 
 
 def _canonical_basis_of_span(sub: np.ndarray, dim: int) -> np.ndarray:
     """:func:`_canonical_basis` of the projector ``sub subᵀ`` onto the span of the orthonormal
     columns ``sub`` (M, dim), without forming the M × M projector: column p is ``sub sub[p]``."""
-    vecs = []
-    for p in range(sub.shape[0]):
-        v = sub @ sub[p]
-        for w in vecs:
-            v -= (w @ v) * w
-        n = np.linalg.norm(v)
-        if n > 1e-8:
-            vecs.append(v / n)
-            if len(vecs) == dim:
-                break
-    if len(vecs) != dim:
-        raise InternalError(f"projector of rank {dim} gave {len(vecs)} vectors")
-    return np.array(vecs).T
+    return canonical_span_basis(lambda p: sub @ sub[p], sub.shape[0], dim)
 
 
 def build_transform(cluster: Cluster, metric: str | PairMetric = "exp", sigma: float = 0.15,

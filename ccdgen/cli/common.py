@@ -33,6 +33,59 @@ def checked(parse, check, key: str, what: str):
     return convert
 
 
+# --------------------------------------------------------------- plain value types
+def positive_int(text: str) -> int:
+    """``type=`` for a whole number ≥ 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be ≥ 1")
+    return v
+
+
+def number(what: str = "a number", minimum: float | None = None):
+    """``type=`` for a finite number (optionally ≥ ``minimum``); ``what`` names its unit/role."""
+    import math
+
+    def convert(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({what})") from None
+        if not math.isfinite(v) or (minimum is not None and v < minimum):
+            bound = f" ≥ {minimum:g}" if minimum is not None else ""
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number{bound}, got {text}")
+        return v
+
+    return convert
+
+
+def int_list(text: str) -> tuple:
+    """``type=`` for whole numbers ≥ 1 separated by commas or spaces (``8`` or ``16,16``)."""
+    try:
+        vals = tuple(int(t) for t in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers (e.g. 8 or 16,16)") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"the numbers must be ≥ 1, got {text!r}")
+    return vals
+
+
+def json_object(text: str) -> dict:
+    """``type=`` for a JSON object, e.g. ``'{"rc": 6.0}'``."""
+    import json
+
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc.msg})") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object like '{{\"rc\": 6.0}}'")
+    return v
+
+
 def _parse_truncate(text: str):
     t = text.strip().lower()
     if t == "auto":

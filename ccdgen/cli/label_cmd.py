@@ -9,46 +9,25 @@ are skipped and listed with the reason in ``OUT.failures.jsonl``.  Built-in calc
 
 from __future__ import annotations
 
-import argparse
-import json
-
-
-def _json_dict(text):
-    try:
-        v = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc.msg})") from None
-    if not isinstance(v, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object like '{{\"rc\": 6.0}}'")
-    return v
-
-
-def _max_failures(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be ≥ 1")
-    return v
 
 
 def add_arguments(p) -> None:
+    from .common import json_object, positive_int
     from ..data.label import BUILTIN_CALCULATORS
 
     p.add_argument("input", help="frames to label (extxyz or any format ASE reads)")
     p.add_argument("-o", "--output", required=True, help="labelled extxyz (appended frame by frame; plain text)")
     p.add_argument("--calculator", required=True, metavar="NAME|module:factory",
                    help="built-in: " + ", ".join(BUILTIN_CALCULATORS) + "; or module:factory / file.py:factory")
-    p.add_argument("--calc-kwargs", type=_json_dict, default=None, metavar="JSON",
+    p.add_argument("--calc-kwargs", type=json_object, default=None, metavar="JSON",
                    help="keyword arguments of the calculator factory, e.g. '{\"rc\": 6.0}'")
     p.add_argument("--no-stress", action="store_true", help="label energy and forces only")
-    p.add_argument("--max-failures", type=_max_failures, default=None, metavar="N",
+    p.add_argument("--max-failures", type=positive_int, default=None, metavar="N",
                    help="stop after N failed frames in this run (default: never)")
     p.add_argument("--overwrite", action="store_true", help="start again (delete OUT and its failure log)")
     p.add_argument("--index", default=":", help="input frames to label (ASE index, e.g. ':100'; default all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=_max_failures, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads of the calculator (torch and OpenMP); 1 is fastest on a busy "
                         "machine (default: the libraries' own choice)")
 

@@ -21,44 +21,14 @@ The output is written atomically; a fixed ``--seed`` gives byte-identical files.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 
-def _floats(what):
-    def conv(text):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({what})") from None
-        return v
-    return conv
-
-
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be ≥ 1")
-    return v
-
-
-def _json_dict(text):
-    try:
-        v = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc.msg})") from None
-    if not isinstance(v, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object like '{{\"sigma\": 2.5}}'")
-    return v
-
-
 def add_arguments(p) -> None:
+    from .common import json_object, number, positive_int
+
     p.add_argument("source", help="spec file (.toml/.yaml) with the reference crystal")
     p.add_argument("-o", "--output", default=None, help="output extxyz file (written atomically)")
     p.add_argument("--supercell", nargs="+", type=int, default=[2, 2, 2], metavar="N",
@@ -68,25 +38,25 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("Glazer tilt systems")
     g.add_argument("--glazer", action="append", default=None, metavar="PATTERN",
                    help="'all' (the 15 systems) or Glazer notation, e.g. a-a-c+ (repeatable, comma-separated)")
-    g.add_argument("--amplitude", nargs="+", type=_floats("degrees"), default=[8.0], metavar="DEG",
+    g.add_argument("--amplitude", nargs="+", type=number("degrees"), default=[8.0], metavar="DEG",
                    help="tilt of the first distinct tilted letter, degrees (several: one frame each); default 8")
-    g.add_argument("--ratios", nargs=3, type=_floats("ratio"), default=[1.0, 0.75, 0.5], metavar="R",
+    g.add_argument("--ratios", nargs=3, type=number("ratio"), default=[1.0, 0.75, 0.5], metavar="R",
                    help="amplitude ratios of the 1st, 2nd, 3rd distinct letter (default 1 0.75 0.5)")
     g.add_argument("--tilt-model", choices=("rigid", "displacive"), default="rigid",
                    help="rigid octahedra (default) or the displacive cut definition (vertices moved "
                         "by d·tanθ, cell fixed)")
     g.add_argument("--relax", default=None, metavar="CALC",
                    help="relax each tilt frame with this calculator (a built-in name or module:factory)")
-    g.add_argument("--relax-kwargs", type=_json_dict, default=None, metavar="JSON")
+    g.add_argument("--relax-kwargs", type=json_object, default=None, metavar="JSON")
     g.add_argument("--fmax", type=float, default=0.01, help="relaxation force criterion, eV/Å (0.01)")
-    g.add_argument("--relax-steps", type=_positive_int, default=200)
+    g.add_argument("--relax-steps", type=positive_int, default=200)
     g.add_argument("--cell-filter", choices=("frechet", "exp", "unit", "none"), default="frechet")
     g.add_argument("--optimizer", choices=("BFGS", "FIRE", "LBFGS", "BFGSLineSearch"), default="BFGS")
     g.add_argument("--no-fix-symmetry", action="store_true", help="let the relaxation break the space group")
     m = p.add_argument_group("symmetry-adapted displacement modes")
     m.add_argument("--modes", action="append", default=None, metavar="LABELS",
                    help="'all' or irrep labels, e.g. R4+,M3+ (see --list)")
-    m.add_argument("--mode-amplitudes", nargs="+", type=_floats("Å"), default=[-0.1, 0.1], metavar="A",
+    m.add_argument("--mode-amplitudes", nargs="+", type=number("Å"), default=[-0.1, 0.1], metavar="A",
                    help="mode amplitudes, Å (norm of the displacement field); default -0.1 0.1")
     m.add_argument("--modes-around", default="reference", metavar="reference|glazer|FILE",
                    help="displace the reference supercell (default), each tilt frame, or the frames of "
@@ -94,16 +64,16 @@ def add_arguments(p) -> None:
     s = p.add_argument_group("strains")
     s.add_argument("--strain", action="append", default=None, metavar="IRREPS",
                    help="'all' or strain irreps of the point group, e.g. A1g,Eg (see --list)")
-    s.add_argument("--strain-amplitudes", nargs="+", type=_floats("strain"), default=[-0.02, 0.02],
+    s.add_argument("--strain-amplitudes", nargs="+", type=number("strain"), default=[-0.02, 0.02],
                    metavar="E", help="strain norms (dimensionless); default -0.02 0.02")
     s.add_argument("--strain-directions", type=int, default=0, metavar="N",
                    help="N directions per multi-dimensional irrep, reduced to the irreducible wedge "
                         "(default 0: its basis directions)")
-    s.add_argument("--random-strains", type=_positive_int, default=None, metavar="N")
+    s.add_argument("--random-strains", type=positive_int, default=None, metavar="N")
     s.add_argument("--strain-sigma", type=float, default=0.01, help="random strain σ per component (0.01)")
     n = p.add_argument_group("n-sphere sampling")
-    n.add_argument("--nsphere", type=_positive_int, default=None, metavar="N", help="candidates per radius")
-    n.add_argument("--radii", nargs="+", type=_floats("Å"), default=[0.5], metavar="R",
+    n.add_argument("--nsphere", type=positive_int, default=None, metavar="N", help="candidates per radius")
+    n.add_argument("--radii", nargs="+", type=number("Å"), default=[0.5], metavar="R",
                    help="displacement norms, Å (default 0.5)")
     n.add_argument("--nsphere-strain", type=float, default=0.0, metavar="S", help="strain radius (default 0)")
     n.add_argument("--nsphere-modes", default=None, metavar="LABELS",

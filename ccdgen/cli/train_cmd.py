@@ -11,45 +11,8 @@ from __future__ import annotations
 import json
 
 
-def _positive_int(text):
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
-    return v
-
-
-def _nonneg_float(text):
-    import argparse
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
-    return v
-
-
-def _int_list(text):
-    import argparse
-
-    try:
-        vals = tuple(int(t) for t in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers (e.g. 8 or 16,16)") from None
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"widths must be whole numbers ≥ 1, got {text!r}")
-    return vals
-
-
 def add_arguments(p) -> None:
-    from .common import order_type
+    from .common import int_list, number, order_type, positive_int
 
     p.add_argument("spec", help="spec file (.toml/.yaml)")
     p.add_argument("data", nargs="+", help="labelled configurations (extxyz or anything ASE reads)")
@@ -57,20 +20,20 @@ def add_arguments(p) -> None:
                    help="cluster-based net (Eq. 13), site-based net (Eq. 16) or linear expansion (Eq. 2)")
     p.add_argument("--order", type=order_type, default=None, help="invariant degree (default: spec max_order)")
     p.add_argument("--cluster", action="append", default=None, help="only these cluster orbits (repeatable)")
-    p.add_argument("--hidden", type=_int_list, default=(8,),
+    p.add_argument("--hidden", type=int_list, default=(8,),
                    help="hidden layer widths, e.g. 8 or 16,16 (default 8: the paper's best)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "relu", "sigmoid", "silu", "softplus", "gelu"))
-    p.add_argument("--forces", type=_nonneg_float, default=0.0, help="force weight w_F in the loss (default 0)")
-    p.add_argument("--stress", type=_nonneg_float, default=0.0, help="stress weight w_S in the loss (default 0)")
-    p.add_argument("--epochs", type=_positive_int, default=400, help="maximum epochs (default 400)")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--batch-schedule", type=_int_list, default=None,
+    p.add_argument("--forces", type=number("a weight or rate", 0.0), default=0.0, help="force weight w_F in the loss (default 0)")
+    p.add_argument("--stress", type=number("a weight or rate", 0.0), default=0.0, help="stress weight w_S in the loss (default 0)")
+    p.add_argument("--epochs", type=positive_int, default=400, help="maximum epochs (default 400)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--batch-schedule", type=int_list, default=None,
                    help="growing batch sizes, e.g. 2,10,100,1000 (the paper's), --epochs-per-stage each")
-    p.add_argument("--epochs-per-stage", type=_positive_int, default=1000)
-    p.add_argument("--lr", type=_nonneg_float, default=1e-2, help="Adam learning rate")
-    p.add_argument("--patience", type=_positive_int, default=60, help="early-stopping patience (epochs)")
-    p.add_argument("--test-fraction", type=_nonneg_float, default=0.2)
-    p.add_argument("--val-fraction", type=_nonneg_float, default=0.1)
+    p.add_argument("--epochs-per-stage", type=positive_int, default=1000)
+    p.add_argument("--lr", type=number("a weight or rate", 0.0), default=1e-2, help="Adam learning rate")
+    p.add_argument("--patience", type=positive_int, default=60, help="early-stopping patience (epochs)")
+    p.add_argument("--test-fraction", type=number("a weight or rate", 0.0), default=0.2)
+    p.add_argument("--val-fraction", type=number("a weight or rate", 0.0), default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--index", default=":", help="frames to read from each file (ASE slice)")
     p.add_argument("-o", "--output", default="models/model.ckpt", help="model file (default: %(default)s)")

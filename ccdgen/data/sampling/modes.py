@@ -250,20 +250,10 @@ def _eigenspaces(a: np.ndarray) -> list[np.ndarray]:
 def _gram_schmidt_columns(e: np.ndarray, rank: int) -> np.ndarray:
     """Orthonormal basis (columns) of span(e) from the projector columns ``e eᵀ e_p`` in
     index order (``e`` orthonormal columns)."""
-    vecs = []
-    norms = np.linalg.norm(e, axis=1)
-    for p in np.flatnonzero(norms > 1e-10):
-        v = e @ e[p]
-        for w in vecs:
-            v = v - (w @ v) * w
-        nv = np.linalg.norm(v)
-        if nv > 1e-8:
-            vecs.append(v / nv)
-            if len(vecs) == rank:
-                break
-    if len(vecs) != rank:
-        raise InternalError(f"a mode block of rank {rank} gave {len(vecs)} vectors")
-    return np.array(vecs).T
+    from ...linalg import canonical_span_basis
+
+    rows = np.flatnonzero(np.linalg.norm(e, axis=1) > 1e-10)
+    return canonical_span_basis(lambda k: e @ e[rows[k]], len(rows), rank, "a mode block")
 
 
 def _orth(m: np.ndarray, tol: float = 1e-8) -> np.ndarray:

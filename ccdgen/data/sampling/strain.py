@@ -160,19 +160,9 @@ def strain_irreps(source) -> StrainIrreps:
 
 def _canonical_rows(proj: np.ndarray, dim: int) -> np.ndarray:
     """(dim, 6): Gram–Schmidt of the projector's columns in index order."""
-    vecs = []
-    for p in range(proj.shape[0]):
-        v = proj[:, p].copy()
-        for w in vecs:
-            v -= (w @ v) * w
-        n = np.linalg.norm(v)
-        if n > 1e-8:
-            vecs.append(v / n)
-            if len(vecs) == dim:
-                break
-    if len(vecs) != dim:
-        raise InternalError(f"strain projector of rank {dim} gave {len(vecs)} vectors")
-    return np.array(vecs)
+    from ...linalg import canonical_span_basis
+
+    return canonical_span_basis(lambda p: proj[:, p], proj.shape[0], dim, "strain projector").T
 
 
 # ----------------------------------------------------------------------------- directions

@@ -421,3 +421,22 @@ def test_cli_train_predict_evaluate(tmp_path):
     got = read_dataset(out)
     assert len(got) == 4 and got.forces is not None and got.stresses is not None
     assert main(["evaluate", str(model), str(DATA / "endpoints.extxyz"), "--json"]) == 0
+
+
+def test_batch_schedule_grows_like_the_paper():
+    """2, 10, 100, 1000 with 3 epochs each: sizes by epoch, and a run follows it."""
+    from ccdgen.models.data import BatchSchedule, FeatureDataModule
+
+    s = BatchSchedule.parse((2, 10, 100, 1000), 3)
+    assert [s.size(e) for e in range(14)] == [2] * 3 + [10] * 3 + [100] * 3 + [1000] * 5
+    assert s.total_epochs == 12
+    fz, ds, fs = setup()
+    split = split_frames(len(ds), 0.2, 0.1, 0)
+    dm = FeatureDataModule(fs, fz, "cluster", split, s, 0)
+    n_train = len(split.train)
+    sizes = []
+    for epoch in (0, 4, 11):
+        keys = dm._keys("train", s.size(epoch), epoch)
+        assert sum(len(k[1]) for k in keys) == n_train  # every training frame once per epoch
+        sizes.append(max(len(k[1]) for k in keys))
+    assert sizes == [2, 10, min(1000, n_train)]

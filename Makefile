@@ -49,6 +49,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/crystal.py
+	$(BIN)/python benchmarks/models.py
+	$(BIN)/python benchmarks/mapping.py
+	$(BIN)/python benchmarks/data_io.py
+	$(BIN)/python benchmarks/sampling.py
 
 clean:
 	rm -rf $(VENV) $(OUT) $(MODELS)

@@ -35,6 +35,12 @@ from .supercell import Supercell
 FEATURIZER_VERSION = "crystal-featurizer/1"
 
 
+def _finite(a: np.ndarray) -> bool:
+    """All entries finite, in one reduction (a NaN or inf anywhere makes the sum non-finite)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.isfinite(a.sum()))
+
+
 @dataclass(frozen=True, eq=False)
 class _Group:
     """Cluster orbits evaluated by one kernel call: one module, one trie, stacked tables."""
@@ -287,7 +293,7 @@ class CrystalFeaturizer:
                                   f"(n_frames, 3, 3); got {np.shape(pos)} and {np.shape(cells)}",
                                   fix="map configurations first (CrystalFeaturizer.map) and pass site-ordered "
                                   "positions")
-        if not np.isfinite(x.sum() + c.sum()):
+        if not (_finite(x) and _finite(c)):
             bad = np.flatnonzero(~np.all(np.isfinite(x), axis=(1, 2)) | ~np.all(np.isfinite(c), axis=(1, 2)))
             raise InputArrayError(f"frame(s) {bad[:10].tolist()} contain NaN or inf positions or cells")
         return x, c
@@ -358,7 +364,7 @@ class CrystalFeaturizer:
                                           f", got {wn.shape}")
                 parts.append(wn)
             w = np.ascontiguousarray(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
-            if not np.isfinite(w.sum()):  # one reduction: NaN/inf anywhere makes the sum non-finite
+            if not _finite(w):
                 raise InputArrayError(f"weights (dE/dφ) of {g.names} contain NaN or inf")
             buf = np.empty((n_f, n_cl, g.n_features)) if with_features else np.empty((0, 0, 0))
             items = self._split(n_f, n_cl)
@@ -382,7 +388,7 @@ class CrystalFeaturizer:
             if with_features:
                 for name in g.names:
                     feats[name] = buf[:, layout.slices[name][1]]
-        if not np.isfinite(grad.sum() + vir.sum()):
+        if not (_finite(grad) and _finite(vir)):
             self._raise_collapsed()
         return grad, vir, (feats if with_features else None)
 
@@ -408,7 +414,7 @@ class CrystalFeaturizer:
         return out
 
     def _check_finite(self, feats: dict) -> None:
-        if all(np.isfinite(v.sum()) for v in feats.values()):
+        if all(_finite(v) for v in feats.values()):
             return
         self._raise_collapsed()
 

@@ -46,7 +46,6 @@ def main(argv=None) -> int:
     from ccdgen.data.io import read_dataset
     from ccdgen.data.split import Split
     from ccdgen.models import torch_threads
-    from ccdgen.models.checkpoint import Predictor
     from ccdgen.models.data import BatchSchedule, FeatureDataModule
     from ccdgen.models.train import TrainConfig, train_model
 

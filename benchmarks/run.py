@@ -460,7 +460,6 @@ class LambdifyModel:
     _cache: dict = {}
 
     def __init__(self, t, basis):
-        import numpy as np
         import sympy as sp
 
         if basis.projection is not None:
@@ -927,7 +926,7 @@ def report(res: dict, args) -> str:
     rows.append([f"same, against the L1-streaming FMA rate ({stream:.0f} GFLOP/s), features / features+VJP",
                  f"{g1['features_us'] / (fl['features'] / (stream * 1e9) * 1e6):.1f}× / "
                  f"{g1['md_us'] / (md_flops / (stream * 1e9) * 1e6):.1f}×", "info", "—"])
-    rows.append([f"achieved GFLOP/s (ir.flops() count), features / features+VJP, 1 thread",
+    rows.append(["achieved GFLOP/s (ir.flops() count), features / features+VJP, 1 thread",
                  f"{fl['features'] / g1['features_us'] / 1e3:.1f} / {md_flops / g1['md_us'] / 1e3:.1f}", "info", "—"])
     L.append(table(["Quantity", "Value", "Target", "Status"], rows))
     L.append("")

@@ -29,3 +29,11 @@ def atomic_path(path, suffix: str = ".tmp"):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_path`; returns ``Path(path)``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path

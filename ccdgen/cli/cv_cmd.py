@@ -11,44 +11,24 @@ command again skips the finished trials.  Writes into DIR: ``results.csv``/``res
 
 from __future__ import annotations
 
+import argparse
 import json
 
-
-def _positive_int(text):
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
-    return v
+from .common import number, positive_int
 
 
 def _folds(text):
-    import argparse
-
-    v = _positive_int(text)
+    v = positive_int(text)
     if v < 2:
         raise argparse.ArgumentTypeError(f"cross-validation needs at least 2 folds, got {v}")
     return v
 
 
-def _resources(low_open: bool):
-    def convert(text):
-        import argparse
-        import math
-
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(v) or v < 0 or (low_open and v == 0):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if low_open else '≥'} 0, got {text}")
-        return v
-
-    return convert
+def _cpus(text):
+    v = number("CPUs per trial", minimum=0)(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("CPUs per trial must be > 0, got 0")
+    return v
 
 
 def add_arguments(p) -> None:
@@ -58,20 +38,20 @@ def add_arguments(p) -> None:
     p.add_argument("--folds", type=_folds, default=None, help="k of the k-fold CV (default: the grid's, else 10)")
     p.add_argument("--backend", choices=("local", "ray", "inline"), default="local",
                    help="local processes (default), Ray (pip install ccdgen[ray]), or inline (this process)")
-    p.add_argument("--workers", type=_positive_int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="local: processes (default: CPUs // --cpus-per-trial); ray: CPUs of a local Ray instance")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto or ray://host:10001); "
                    "default: start a local Ray instance")
-    p.add_argument("--cpus-per-trial", type=_resources(True), default=1.0, help="CPUs each trial declares (default 1)")
-    p.add_argument("--gpus-per-trial", type=_resources(False), default=0.0,
+    p.add_argument("--cpus-per-trial", type=_cpus, default=1.0, help="CPUs each trial declares (default 1)")
+    p.add_argument("--gpus-per-trial", type=number("GPUs per trial", minimum=0), default=0.0,
                    help="GPUs each trial declares to Ray (default 0; training itself runs on the CPU)")
     p.add_argument("--index", default=":", help="frames to read from each file (ASE slice)")
     p.add_argument("-o", "--output", default="runs/cv", help="output folder (default: %(default)s)")
     p.add_argument("--no-final", action="store_true", help="do not retrain the best set on the whole training part")
-    p.add_argument("--final-epochs", type=_positive_int, default=None,
+    p.add_argument("--final-epochs", type=positive_int, default=None,
                    help="maximum epochs of that retraining (default: the set's own, as in the trials)")
     p.add_argument("--fresh", action="store_true", help="forget the finished trials in the output folder")
-    p.add_argument("--top", type=_positive_int, default=10, help="rows of the table to print (default 10)")
+    p.add_argument("--top", type=positive_int, default=10, help="rows of the table to print (default 10)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 

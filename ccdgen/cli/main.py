@@ -31,6 +31,8 @@ SUBCOMMANDS = {
     "evaluate": "Errors of a trained model against labelled data (by frame family).",
     "sample": "Generate training configurations: Glazer tilts, symmetry-adapted modes, strains, n-sphere samples, interpolations.",
     "label": "Label configurations (energy, forces, stress) with an ASE calculator; resumable.",
+    "cv": "k-fold cross-validated model selection over a hyperparameter grid (local processes or Ray).",
+    "cuts": "Energies along the R/M tilt, volumetric-strain and phase-interpolation cuts (paper Fig. 9).",
 }
 
 

@@ -38,8 +38,13 @@ demo: $(STAMP)
 	$(BIN)/ccdgen train $(SPEC) $(DATA)/train.extxyz.gz --model cluster --order 2 --hidden 8 -o $(MODELS)/cspbbr3.ckpt --plots $(OUT)/plots/cluster
 	@echo "== 4. evaluate on the relaxed phases and the PES cuts"
 	$(BIN)/ccdgen evaluate $(MODELS)/cspbbr3.ckpt $(DATA)/endpoints.extxyz $(DATA)/cuts.extxyz
+	$(BIN)/ccdgen cuts $(MODELS)/cspbbr3.ckpt --reference $(DATA)/cuts.extxyz -o $(OUT)/cuts
+	@echo "== 5. model selection: the paper's k-fold cross-validation study at a small scale"
+	$(BIN)/ccdgen cv examples/cspbbr3/ccdgen_8pairs.toml $(DATA)/train.extxyz.gz --index :600 \
+	    --grid examples/cspbbr3/grid.toml -o $(OUT)/cv
 	@echo "wrote $(OUT)/inspect.json, $(OUT)/invariants_order2.tex, $(OUT)/modes/*.png, $(OUT)/features_order2.npz,"
-	@echo "      $(OUT)/plots/{linear,cluster}/*.png, $(MODELS)/cspbbr3_linear.ckpt and $(MODELS)/cspbbr3.ckpt"
+	@echo "      $(OUT)/plots/{linear,cluster}/*.png, $(OUT)/cuts/cuts.{png,json}, $(OUT)/cv/{results.csv,cv.png,best.ckpt},"
+	@echo "      $(MODELS)/cspbbr3_linear.ckpt and $(MODELS)/cspbbr3.ckpt"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

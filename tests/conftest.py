@@ -46,3 +46,34 @@ def example():
     from ccdgen.pipeline import load
 
     return load(EXAMPLE)
+
+
+@lru_cache(maxsize=None)
+def transform(case: str, metric: str = "exp"):
+    """The CCD transform of a test case: ``"free:<polyhedron>"`` (radius 2 Å, shifted off the
+    origin) or ``"crystal:<orbit>"`` of the example spec; sigma 0.15."""
+    import numpy as np
+
+    from ccdgen.ccd.transform import build_transform
+    from ccdgen.clusters import free_cluster
+    from ccdgen.pipeline import transforms
+    from ccdgen.symmetry.free import polyhedron
+
+    src, name = case.split(":")
+    if src == "free":
+        species, x = polyhedron(name, radius=2.0)
+        c = free_cluster(x + np.array([0.4, -1.1, 2.3]), species, name)
+        return build_transform(c, metric, 0.15)
+    if metric == "exp":
+        return {t.cluster.name: t for t in transforms(example())}[name]
+    c = {c.name: c for c in example().clusters}[name]
+    return build_transform(c, metric, 0.15)
+
+
+@lru_cache(maxsize=None)
+def basis(case: str, degree: int, truncated: bool, metric: str = "exp"):
+    """The invariant basis of :func:`transform` ``(case, metric)`` at ``degree``."""
+    from ccdgen.invariants.basis import derive_basis
+
+    t = transform(case, metric)
+    return derive_basis(t.rep.pair_perm, degree, t, truncated=truncated)

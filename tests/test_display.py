@@ -25,15 +25,12 @@ from types import SimpleNamespace
 import ase.io
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import basis, example, run_cli, transform
 from ase import Atoms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccdgen.ccd.transform import build_transform
-from ccdgen.clusters import free_cluster
 from ccdgen.errors import InternalError
-from ccdgen.invariants.basis import derive_basis
 from ccdgen.invariants.cached import invariant_basis
 from ccdgen.invariants.display import (basis_report, ccd_symbol_names, content_label, feature_names,
                                        latex_irrep, molien_table, number_text, orbit_ccd_coefficients,
@@ -41,7 +38,7 @@ from ccdgen.invariants.display import (basis_report, ccd_symbol_names, content_l
 from ccdgen.invariants.molien import molien_matrices, molien_permutation
 from ccdgen.invariants.sectors import (block_monomials, bombieri_weights, complete_homogeneous, multidegrees,
                                        sector_basis, symmetric_power)
-from ccdgen.pipeline import load, transforms
+from ccdgen.pipeline import transforms
 from ccdgen.report import cluster_report, near_degeneracy_notes
 from ccdgen.symmetry.free import polyhedron
 
@@ -49,30 +46,6 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cspbbr3" / "ccdgen.toml"
 
 CRYSTAL = ["pair1", "pair2", "pair3", "pair4", "pair5", "pair6", "pair7", "triplet", "PbBr6"]
-
-
-@lru_cache(maxsize=None)
-def example():
-    return load(EXAMPLE)
-
-
-@lru_cache(maxsize=None)
-def transform(case: str, metric: str = "exp"):
-    src, name = case.split(":")
-    if src == "free":
-        species, x = polyhedron(name, radius=2.0)
-        c = free_cluster(x + np.array([0.4, -1.1, 2.3]), species, name)
-        return build_transform(c, metric, 0.15)
-    if metric == "exp":
-        return {t.cluster.name: t for t in transforms(example())}[name]
-    c = {c.name: c for c in example().clusters}[name]
-    return build_transform(c, metric, 0.15)
-
-
-@lru_cache(maxsize=None)
-def basis(case: str, degree: int, truncated: bool, metric: str = "exp"):
-    t = transform(case, metric)
-    return derive_basis(t.rep.pair_perm, degree, t, truncated=truncated)
 
 
 @lru_cache(maxsize=None)

@@ -4,7 +4,6 @@ completeness per degree, invariance, independence, the disk cache and bad input.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import basis, transform
+
 from ccdgen.cache import list_entries
 from ccdgen.ccd.evaluate import pair_metrics
 from ccdgen.ccd.transform import build_transform
-from ccdgen.clusters import free_cluster
 from ccdgen.errors import SpecError
 from ccdgen.invariants import cached as cached_mod
 from ccdgen.invariants.basis import derive_basis, estimate
 from ccdgen.invariants.cached import invariant_basis
 from ccdgen.invariants.molien import molien_matrices, molien_permutation
-from ccdgen.pipeline import load, transforms
-from ccdgen.symmetry.free import polyhedron
 from ccdgen.testing import assert_rigid_invariant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,30 +31,6 @@ CRYSTAL = ["pair1", "pair2", "pair3", "pair4", "pair5", "pair6", "pair7", "tripl
 CASES = [f"free:{n}" for n in FREE] + [f"CsPbBr3:{n}" for n in CRYSTAL]
 #: highest degree per case in the default run (everything else: 4)
 MAX_DEGREE = {"free:octahedron": 6, "free:icosahedron": 3}
-
-
-@lru_cache(maxsize=None)
-def example():
-    return load(EXAMPLE)
-
-
-@lru_cache(maxsize=None)
-def transform(case: str, metric: str = "exp"):
-    src, name = case.split(":")
-    if src == "free":
-        species, x = polyhedron(name, radius=2.0)
-        c = free_cluster(x + np.array([0.4, -1.1, 2.3]), species, name)
-        return build_transform(c, metric, 0.15)
-    if metric == "exp":
-        return {t.cluster.name: t for t in transforms(example())}[name]
-    c = {c.name: c for c in example().clusters}[name]
-    return build_transform(c, metric, 0.15)
-
-
-@lru_cache(maxsize=None)
-def basis(case: str, degree: int, truncated: bool, metric: str = "exp"):
-    t = transform(case, metric)
-    return derive_basis(t.rep.pair_perm, degree, t, truncated=truncated)
 
 
 def max_degree(case: str) -> int:

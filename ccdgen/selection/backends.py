@@ -193,7 +193,12 @@ def _result(fut, task):
 
 
 def _stop_pool(pool) -> None:
-    """Cancel queued work and end the worker processes now (interrupts, errors)."""
+    """Cancel queued work and end the worker processes now (interrupts, errors).
+
+    SIGTERM first; a worker still alive after 5 s gets SIGKILL.  (Lightning handles SIGTERM
+    inside ``fit`` by finishing the step, so a worker that was training survives SIGTERM and
+    would then wait forever on the pool's call queue, whose lock a terminated sibling may hold;
+    the interpreter would hang at exit joining it.)"""
     procs = list(getattr(pool, "_processes", {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
@@ -201,6 +206,9 @@ def _stop_pool(pool) -> None:
             p.terminate()
     for p in procs:
         p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
 
 
 # ---------------------------------------------------------------------------- Ray

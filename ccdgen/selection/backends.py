@@ -21,6 +21,7 @@ queued and stops the workers; records already handed over are in the log.
 from __future__ import annotations
 
 import os
+import time
 
 from ..errors import ModelError
 
@@ -195,7 +196,7 @@ def _result(fut, task):
 def _stop_pool(pool) -> None:
     """Cancel queued work and end the worker processes now (interrupts, errors).
 
-    SIGTERM first; a worker still alive after 5 s gets SIGKILL.  (Lightning handles SIGTERM
+    SIGTERM first; a worker still alive 5 s later gets SIGKILL.  (Lightning handles SIGTERM
     inside ``fit`` by finishing the step, so a worker that was training survives SIGTERM and
     would then wait forever on the pool's call queue, whose lock a terminated sibling may hold;
     the interpreter would hang at exit joining it.)"""
@@ -204,8 +205,10 @@ def _stop_pool(pool) -> None:
     for p in procs:
         if p.is_alive():
             p.terminate()
+    deadline = time.monotonic() + 5
     for p in procs:
-        p.join(timeout=5)
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
         if p.is_alive():
             p.kill()
             p.join(timeout=5)

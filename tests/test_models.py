@@ -312,6 +312,21 @@ def test_resuming_finished_epochs_matches_an_uninterrupted_run(tmp_path):
     sb = torch.load(b.model_path, weights_only=False)["state_dict"]
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+    # the resumed run's logs keep the first segment's epochs (Lightning's CSV logger would
+    # delete them if the second segment reused version_0): same per-epoch errors as run a
+    import csv
+
+    def epochs(logs):
+        out = {}
+        for f in sorted(logs.glob("version_*/metrics.csv")):
+            for row in csv.DictReader(f.open()):
+                if row.get("train_energy_rmse_meV_atom"):
+                    out[int(row["epoch"])] = float(row["train_energy_rmse_meV_atom"])
+        return out
+
+    ea, eb = epochs(tmp_path / "a.ckpt.run" / "logs"), epochs(tmp_path / "b.ckpt.run" / "logs")
+    assert sorted(eb) == sorted(ea) == list(range(6))
+    assert eb == pytest.approx(ea, rel=1e-12)
 
 
 # ---------------------------------------------------------------- linear model

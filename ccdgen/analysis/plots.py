@@ -72,22 +72,28 @@ def error_by_energy(pred, ref, folder, name: str = "error_by_energy", bins: int 
     return _save(plt, fig, folder, name)
 
 
-def learning_curves(metrics_csv, folder, name: str = "learning_curves") -> Path | None:
-    """Training and validation RMSE per epoch from a Lightning CSV log."""
+def learning_curves(logs, folder, name: str = "learning_curves") -> Path | None:
+    """Training and validation RMSE per epoch from Lightning CSV logs: ``logs`` is one
+    ``metrics.csv`` or a folder of ``version_N/metrics.csv`` (one per resumed segment of a run;
+    read in order, a later segment's value for an epoch wins)."""
     import csv
 
-    metrics_csv = Path(metrics_csv)
-    if not metrics_csv.exists():
-        return None
-    rows = list(csv.DictReader(metrics_csv.open()))
+    logs = Path(logs)
+    if logs.is_dir():
+        files = sorted((p for p in logs.glob("version_*/metrics.csv") if p.parent.name[8:].isdigit()),
+                       key=lambda p: int(p.parent.name[8:]))
+    else:
+        files = [logs] if logs.exists() else []
     series = {}
-    for row in rows:
-        if not row.get("epoch"):
-            continue
-        ep = int(row["epoch"])
-        for key in ("train_energy_rmse_meV_atom", "val_energy_rmse_meV_atom"):
-            if row.get(key):
-                series.setdefault(key, {})[ep] = float(row[key])
+    for f in files:
+        with f.open() as fh:
+            for row in csv.DictReader(fh):
+                if not row.get("epoch"):
+                    continue
+                ep = int(row["epoch"])
+                for key in ("train_energy_rmse_meV_atom", "val_energy_rmse_meV_atom"):
+                    if row.get(key):
+                        series.setdefault(key, {})[ep] = float(row[key])
     if not series:
         return None
     plt = _plt()

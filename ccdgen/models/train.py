@@ -229,7 +229,7 @@ def train_model(spec, data, config: TrainConfig = TrainConfig(), out="models/mod
             log(f"already trained ({run_dir}): reusing its best checkpoint; pass --fresh to retrain")
             module.load_state_dict(_load_state(done["best_checkpoint"]))
             extra.update({k: done[k] for k in ("epochs", "stopped_early", "best_checkpoint")})
-            history = run_dir / "logs" / "version_0" / "metrics.csv"
+            history = run_dir / "logs"
         else:
             trainer, ckpt = _trainer(run_dir, max_epochs, config, progress, bool(len(split.val)), resume, training,
                                      log)
@@ -239,7 +239,7 @@ def train_model(spec, data, config: TrainConfig = TrainConfig(), out="models/mod
             best = trainer.checkpoint_callback.best_model_path
             if best:
                 module.load_state_dict(_load_state(best))
-            history = Path(trainer.logger.log_dir) / "metrics.csv" if trainer.logger is not None else None
+            history = run_dir / "logs"
             extra["epochs"] = int(trainer.current_epoch)
             extra["stopped_early"] = bool(trainer.should_stop and trainer.current_epoch < max_epochs)
             extra["best_checkpoint"] = best
@@ -306,6 +306,13 @@ def _load_state(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
 
+def _next_version(logs: Path) -> int:
+    """The first unused ``version_N`` number under ``logs``."""
+    used = [int(p.name.removeprefix("version_")) for p in logs.glob("version_*")
+            if p.name.removeprefix("version_").isdigit()]
+    return max(used, default=-1) + 1
+
+
 def _trainer(run_dir: Path, max_epochs: int, config: TrainConfig, progress, has_val: bool, resume: bool,
              training: dict, log):
     import logging
@@ -345,12 +352,15 @@ def _trainer(run_dir: Path, max_epochs: int, config: TrainConfig, progress, has_
     callbacks = [ModelCheckpoint(dirpath=str(ckdir), filename="best", monitor=monitor, save_top_k=1, save_last=True,
                                  every_n_epochs=1),
                  EarlyStopping(monitor=monitor, patience=config.patience)]
-    loggers = [CSVLogger(str(run_dir), name="logs", version=0)]
+    # a resumed run logs into the next version_N, so the epochs logged before are kept
+    # (Lightning's CSV logger deletes an existing version's metrics.csv)
+    version = _next_version(run_dir / "logs") if ckpt is not None else 0
+    loggers = [CSVLogger(str(run_dir), name="logs", version=version)]
     try:
         from pytorch_lightning.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401
 
-        loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=0))
+        loggers.append(TensorBoardLogger(str(run_dir), name="tensorboard", version=version))
     except Exception:  # TensorBoard is optional
         pass
     import sys

@@ -327,6 +327,7 @@ def _trainer(run_dir: Path, max_epochs: int, config: TrainConfig, progress, has_
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device`.*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp = run_dir / "run.json"
     ckdir = run_dir / "checkpoints"

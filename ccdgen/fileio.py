@@ -37,3 +37,16 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def append_bytes(path, data: bytes) -> None:
+    """Append ``data`` to ``path`` (created if missing) through an ``O_APPEND`` descriptor,
+    then fsync: a record written whole by one writer, or at most a cut tail after a kill."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ccd.names import block_tag
 from .ccd.transform import CCDTransform, degrees_of_freedom, near_degeneracies
 
 
@@ -56,7 +57,7 @@ def cluster_report(t: CCDTransform) -> dict:
 
 
 def _block_name(b) -> str:
-    return b.label + (f"({b.copy})" if b.copy else "")
+    return block_tag(b.label, b.copy)
 
 
 def near_degeneracy_notes(t) -> list[dict]:

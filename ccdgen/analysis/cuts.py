@@ -462,11 +462,9 @@ PANELS = ((INTERPOLATION, "(a) cubic → P4/mbm → Pnma", "interpolation coordi
 
 def cuts_figure(result: dict, path, title: str = "") -> Path:
     """The 4-panel figure of Fig. 9: model (line) and reference (markers), meV/f.u."""
-    import matplotlib
+    from .plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(8.2, 6.4), dpi=130)
     for ax, (name, label, xlabel) in zip(axes.ravel(), PANELS):
         c = result["cuts"].get(name)
@@ -489,11 +487,7 @@ def cuts_figure(result: dict, path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def cuts_json(result: dict) -> dict:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg back end (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,15 +18,19 @@ def _plt():
     return plt
 
 
-def _save(plt, fig, folder, name: str) -> Path:
-    """Write ``fig`` as ``folder/name.png`` (folder created) and close it."""
-    fig.tight_layout()
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
+def save_figure(plt, fig, path) -> Path:
+    """Write ``fig`` to ``path`` (folder created) and close it; returns ``Path(path)``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _save(plt, fig, folder, name: str) -> Path:
+    """Lay out ``fig`` and write it as ``folder/name.png``."""
+    fig.tight_layout()
+    return save_figure(plt, fig, Path(folder) / f"{name}.png")
 
 
 def parity_plot(pred, ref, folder, name: str = "parity", title: str = "", parts: dict | None = None) -> Path:
@@ -33,7 +38,7 @@ def parity_plot(pred, ref, folder, name: str = "parity", title: str = "", parts:
 
     ``parts`` = {label: (pred, ref)} overlays several sets (train, test); else ``pred``, ``ref``.
     """
-    plt = _plt()
+    plt = pyplot()
     parts = parts or {"": (pred, ref)}
     lo = min(np.nanmin(r) for _, r in parts.values())
     fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=130)
@@ -54,7 +59,7 @@ def parity_plot(pred, ref, folder, name: str = "parity", title: str = "", parts:
 
 def error_by_energy(pred, ref, folder, name: str = "error_by_energy", bins: int = 8) -> Path:
     """RMSE in bins of reference energy above the lowest (paper Fig. 8b)."""
-    plt = _plt()
+    plt = pyplot()
     p, r = np.asarray(pred) * 1e3, np.asarray(ref) * 1e3
     r0 = np.nanmin(r)
     x = r - r0
@@ -96,7 +101,7 @@ def learning_curves(logs, folder, name: str = "learning_curves") -> Path | None:
                         series.setdefault(key, {})[ep] = float(row[key])
     if not series:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.4), dpi=130)
     for key, label in (("train_energy_rmse_meV_atom", "train"), ("val_energy_rmse_meV_atom", "validation")):
         if key in series:

@@ -42,7 +42,6 @@ import lzma
 import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -894,29 +893,16 @@ def write_dataset(path, data, *, compresslevel: int = 6) -> Path:
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     frames = _as_frames(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.suffix.lower() == ".gz":
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                   compresslevel=compresslevel) as gz:
-                    for fr in frames:
-                        gz.write(format_frame(fr).encode())
-            else:
+    from ..fileio import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        if path.suffix.lower() == ".gz":
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz:
                 for fr in frames:
-                    raw.write(format_frame(fr).encode())
-            raw.flush()
-            os.fsync(raw.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+                    gz.write(format_frame(fr).encode())
+        else:
+            for fr in frames:
+                raw.write(format_frame(fr).encode())
     _fsync_dir(folder)
     return path
 

@@ -214,19 +214,13 @@ def read_failures(out) -> list[dict]:
 
 
 def _append_failure(out, record: dict) -> None:
+    from ..fileio import append_bytes
+
     path = failure_log_path(out)
     data = path.read_bytes() if path.exists() else b""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        if data and not data.endswith(b"\n"):  # a cut line from a kill: drop it first
-            os.ftruncate(fd, data.rfind(b"\n") + 1)
-        text = (json.dumps(record, sort_keys=True) + "\n").encode()
-        view = memoryview(text)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if data and not data.endswith(b"\n"):  # a cut line from a kill: drop it first
+        os.truncate(path, data.rfind(b"\n") + 1)
+    append_bytes(path, (json.dumps(record, sort_keys=True) + "\n").encode())
 
 
 # ----------------------------------------------------------------------------- labelling

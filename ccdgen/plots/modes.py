@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ccd.evaluate import modes
+from ..ccd.names import block_tag
 from ..ccd.transform import CCDTransform
 
 
@@ -46,8 +47,7 @@ def plot_modes(t: CCDTransform, path, truncated: bool = False, arrow_scale: floa
         d = pats[m] * arrow_scale * extent
         ax.quiver(*x.T, *d.T, color="crimson", linewidth=1.5, arrow_length_ratio=0.25)
         irrep, copy, comp = labels[m]
-        tag = irrep + (f"({copy})" if copy else "")
-        ax.set_title(f"η{m + 1}: {tag},{comp}   λ={t.eigenvalues[m]:.3g}", fontsize=9)
+        ax.set_title(f"η{m + 1}: {block_tag(irrep, copy)},{comp}   λ={t.eigenvalues[m]:.3g}", fontsize=9)
         lim = 0.6 * extent + 1e-9
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)

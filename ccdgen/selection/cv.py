@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError, ModelError
-from ..fileio import write_text_atomic
+from ..fileio import append_bytes, write_text_atomic
 from .grid import Grid, HyperParams, SweepOptions
 
 SWEEP_FORMAT = "ccdgen-cv/1"
@@ -291,14 +291,7 @@ class TrialLog:
 
     def append(self, record: dict) -> None:
         line = (json.dumps(record, sort_keys=True, default=_json_default) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            n = os.write(fd, line)
-            if n != len(line):
-                raise OSError(f"short write to {self.path}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_bytes(self.path, line)
         self.records.append(json.loads(line))
 
 

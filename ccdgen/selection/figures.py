@@ -13,16 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.plots import pyplot, save_figure
+
 COLORS = {"cluster": "tab:blue", "site": "tab:orange", "linear": "tab:gray"}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _complete(rows):
@@ -31,7 +24,7 @@ def _complete(rows):
 
 def cv_figure(rows, path, cluster_set: str, best_key: str | None = None) -> Path:
     """Fig. 7-style panels for ``cluster_set`` (rows: order; columns: depth).  Returns ``path``."""
-    plt = _plt()
+    plt = pyplot()
     rs = [r for r in _complete(rows) if r["cluster_set"] == cluster_set]
     orders = sorted({r["order"] for r in rs})
     depths = sorted({r["depth"] for r in rs if r["kind"] != "linear"}) or [0]
@@ -77,16 +70,12 @@ def cv_figure(rows, path, cluster_set: str, best_key: str | None = None) -> Path
     fig.suptitle(f"cluster set {cluster_set}: training (dashed) vs cross-validation (solid, ±1 s.d. over folds)",
                  fontsize=9, y=0.955 if handles else 0.99)
     fig.tight_layout(rect=(0, 0, 1, 0.93 if handles else 0.97))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def sets_figure(rows, path) -> Path:
     """Best mean CV RMSE (over architectures) per cluster set and (kind, order), ±1 s.d."""
-    plt = _plt()
+    plt = pyplot()
     rs = _complete(rows)
     sets = list(dict.fromkeys(r["cluster_set"] for r in sorted(rs, key=lambda r: (r["n_orbits"], r["cluster_set"]))))
     kinds = ["cluster", "site", "linear"]
@@ -112,7 +101,4 @@ def sets_figure(rows, path) -> Path:
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)

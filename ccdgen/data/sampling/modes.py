@@ -41,6 +41,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ...ccd.names import block_tag
 from ...errors import InternalError, SpecError, SymmetryError
 from . import FrameBatch
 
@@ -82,7 +83,7 @@ class ModeBlock:
 
     @property
     def name(self) -> str:
-        return self.label if self.copy == 0 else f"{self.label}({self.copy})"
+        return block_tag(self.label, self.copy)
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...ccd.names import block_tag
 from ...errors import InternalError, SpecError
 from . import FrameBatch
 
@@ -80,7 +81,7 @@ class StrainBlock:
 
     @property
     def key(self) -> str:
-        return self.label if self.copy == 0 else f"{self.label}({self.copy})"
+        return block_tag(self.label, self.copy)
 
 
 @dataclass(frozen=True, eq=False)

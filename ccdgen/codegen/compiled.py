@@ -55,10 +55,11 @@ class _Threads:
     """The worker pool for large batches (the kernels release the GIL)."""
 
     def __init__(self):
-        import os
         import threading
 
-        self.n = max(1, len(os.sched_getaffinity(0)))
+        from ..system import cpu_count
+
+        self.n = cpu_count()
         self.pool = None
         self.lock = threading.Lock()
 

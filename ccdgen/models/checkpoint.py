@@ -126,7 +126,9 @@ class Predictor:
 
         big = sum(v.numel() for v in batch["inputs"].values()) > 200_000
         if big and "CCDGEN_TORCH_THREADS" not in os.environ:  # large arrays: use every core
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
+            from ..system import cpu_count
+
+            torch.set_num_threads(cpu_count())
         try:
             if not forces:
                 with torch.no_grad():

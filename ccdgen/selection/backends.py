@@ -24,6 +24,7 @@ import os
 import time
 
 from ..errors import ModelError
+from ..system import cpu_count
 
 BACKENDS = ("local", "ray", "inline")
 
@@ -96,14 +97,6 @@ def _local_execute(task):
     from .cv import execute_trial
 
     return execute_trial(task, _worker_features(task.order))
-
-
-def cpu_count() -> int:
-    """CPUs this process may use (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class LocalBackend(Backend):

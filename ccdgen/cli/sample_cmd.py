@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    from .common import json_object, number, positive_int
+    from .common import json_object, number, order_type, positive_int
 
     p.add_argument("source", help="spec file (.toml/.yaml) with the reference crystal")
     p.add_argument("-o", "--output", default=None, help="output extxyz file (written atomically)")
@@ -86,7 +86,7 @@ def add_arguments(p) -> None:
     n.add_argument("--unique-features", choices=("ccd", "displacement"), default="ccd")
     n.add_argument("--unique-against", nargs="+", default=None, metavar="FILE",
                    help="existing pools the candidates must also be unique against")
-    n.add_argument("--order", type=int, default=None, help="invariant degree of the ccd features (spec's)")
+    n.add_argument("--order", type=order_type, default=None, help="invariant degree of the ccd features (spec's)")
     i = p.add_argument_group("interpolation")
     i.add_argument("--interpolate", nargs="+", default=None, metavar="FILE[@i,j]",
                    help="structures in path order (a file's frames in order, or the frames @i,j)")
